@@ -1,0 +1,482 @@
+"""Pydantic models of the httpsync custom resources (group httpsync.io, version v1alpha1).
+
+These models are the single source of truth for the resources' spec: the CRD YAML in
+``crds/`` is generated from them (``httpsync.api.crdgen``) and a test proves the committed
+files equal the generated ones. Field names on the wire are camelCase (Kubernetes
+conventions); Python attributes are snake_case. Unknown fields are errors.
+
+Extra CRD facts that JSON Schema cannot carry (CEL rules, list types, ``int-or-string``)
+are attached with ``json_schema_extra`` under keys starting with ``x-kubernetes-``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "httpsync.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DURATION_RE = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+# Bounds shared by the models and the generated CRD (they keep CEL cost estimates small).
+NAME_MAX = 253
+JQ_MAX = 4096
+URL_MAX = 2048
+HEADER_VALUE_MAX = 4096
+MAP_MAX = 64
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as ``30s``, ``5m``, ``1h30m`` or ``250ms``."""
+    if not DURATION_RE.match(text):
+        raise ValueError(f"{text!r} is not a duration: use a number with a unit, like 30s, 5m or 1h")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+class Model(BaseModel):
+    """Base for every spec model: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=False,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+JqExpr = Annotated[str, Field(min_length=1, max_length=JQ_MAX)]
+StrMap = Annotated[dict[str, Annotated[str, Field(max_length=HEADER_VALUE_MAX)]], Field(max_length=MAP_MAX)]
+
+
+# --------------------------------------------------------------------------- references
+
+
+class SecretKeyRef(Model):
+    """A key of a Secret in the resource's own namespace."""
+
+    name: str = Field(min_length=1, max_length=NAME_MAX, description="Name of a Secret in the same namespace.")
+    key: str | None = Field(
+        default=None,
+        max_length=NAME_MAX,
+        description="Key inside the Secret. Each auth type has its own default key (token, apiKey, ...).",
+    )
+
+
+class LocalObjectRef(Model):
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+
+
+# --------------------------------------------------------------------------- auth
+
+
+class AuthType(StrEnum):
+    none = "none"
+    bearer = "bearer"
+    api_key = "apiKey"
+    basic = "basic"
+    oauth2_client_credentials = "oauth2ClientCredentials"
+
+
+class ClientAuthMethod(StrEnum):
+    form = "form"
+    basic = "basic"
+
+
+class AuthSpec(Model):
+    """How httpsync authenticates to the API. Credentials always come from a Secret.
+
+    - ``bearer``: ``Authorization: Bearer <secret[key or 'token']>``
+    - ``apiKey``: the key (secret[key or 'apiKey']) in ``header`` (default ``X-API-Key``) or ``queryParam``
+    - ``basic``: username and password from the Secret's ``usernameKey``/``passwordKey``
+    - ``oauth2ClientCredentials``: client id/secret from ``clientIdKey``/``clientSecretKey``,
+      a token from ``tokenUrl`` cached until it expires
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type == 'none' || has(self.secretRef)",
+                    "message": "auth.secretRef is required unless auth.type is none",
+                },
+                {
+                    "rule": "self.type == 'oauth2ClientCredentials' || "
+                    "!(has(self.tokenUrl) || has(self.scopes) || has(self.audience) || has(self.clientAuthMethod))",
+                    "message": "tokenUrl, scopes, audience and clientAuthMethod are only valid for "
+                    "auth.type oauth2ClientCredentials",
+                },
+                {
+                    "rule": "self.type != 'oauth2ClientCredentials' || has(self.tokenUrl)",
+                    "message": "auth.tokenUrl is required for auth.type oauth2ClientCredentials",
+                },
+                {
+                    "rule": "self.type == 'apiKey' || !(has(self.header) || has(self.queryParam))",
+                    "message": "header and queryParam are only valid for auth.type apiKey",
+                },
+                {
+                    "rule": "!(has(self.header) && has(self.queryParam))",
+                    "message": "set either auth.header or auth.queryParam, not both",
+                },
+                {
+                    "rule": "self.type == 'basic' || !(has(self.usernameKey) || has(self.passwordKey))",
+                    "message": "usernameKey and passwordKey are only valid for auth.type basic",
+                },
+            ]
+        },
+    )
+
+    type: AuthType = Field(default=AuthType.none, description="none, bearer, apiKey, basic or oauth2ClientCredentials.")
+    secret_ref: SecretKeyRef | None = Field(default=None, description="The Secret holding the credentials.")
+    header: str | None = Field(default=None, max_length=256, description="apiKey: header name (default X-API-Key).")
+    query_param: str | None = Field(default=None, max_length=256, description="apiKey: send the key as this query parameter instead of a header.")
+    username_key: str | None = Field(default=None, max_length=NAME_MAX, description="basic: Secret key of the username (default username).")
+    password_key: str | None = Field(default=None, max_length=NAME_MAX, description="basic: Secret key of the password (default password).")
+    token_url: str | None = Field(default=None, max_length=URL_MAX, description="oauth2ClientCredentials: the token endpoint.")
+    scopes: list[Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=32)
+    audience: str | None = Field(default=None, max_length=URL_MAX)
+    client_auth_method: ClientAuthMethod | None = Field(
+        default=None, description="oauth2ClientCredentials: send client credentials in the form body (form, default) or as HTTP basic auth."
+    )
+    client_id_key: str | None = Field(default=None, max_length=NAME_MAX, description="oauth2ClientCredentials: Secret key of the client id (default clientId).")
+    client_secret_key: str | None = Field(default=None, max_length=NAME_MAX, description="oauth2ClientCredentials: Secret key of the client secret (default clientSecret).")
+
+
+# --------------------------------------------------------------------------- pagination
+
+
+class PaginationType(StrEnum):
+    none = "none"
+    offset = "offset"
+    page = "page"
+    cursor = "cursor"
+    next_link = "nextLink"
+    link_header = "linkHeader"
+
+
+class PaginationSpec(Model):
+    """How to walk the pages of an endpoint. Paths (cursorPath, ...) are jq; a bare ``meta.after``
+    is accepted and read as ``.meta.after``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type == 'cursor' || !has(self.cursorPath)",
+                    "message": "cursorPath is only valid for pagination.type cursor",
+                },
+                {
+                    "rule": "self.type != 'cursor' || has(self.cursorPath)",
+                    "message": "pagination.type cursor needs cursorPath (the jq path of the next cursor in the response)",
+                },
+                {
+                    "rule": "self.type == 'nextLink' || !has(self.nextLinkPath)",
+                    "message": "nextLinkPath is only valid for pagination.type nextLink",
+                },
+                {
+                    "rule": "self.type == 'page' || !has(self.startPage)",
+                    "message": "startPage is only valid for pagination.type page",
+                },
+                {
+                    "rule": "self.type == 'linkHeader' || !has(self.linkRel)",
+                    "message": "linkRel is only valid for pagination.type linkHeader",
+                },
+                {
+                    "rule": "!(self.type in ['none', 'nextLink', 'linkHeader']) || "
+                    "!(has(self.paginationParam) || has(self.totalPath))",
+                    "message": "paginationParam and totalPath are only valid for offset, page and cursor pagination",
+                },
+            ]
+        },
+    )
+
+    type: PaginationType = Field(default=PaginationType.none, description="none, offset, page, cursor, nextLink or linkHeader.")
+    page_size: int = Field(default=100, ge=1, le=100000, description="Items requested per page.")
+    pagination_param: str | None = Field(default=None, max_length=256, description="Query parameter of the offset/page/cursor (defaults: offset, page, cursor).")
+    size_param: str | None = Field(default=None, max_length=256, description="Query parameter of the page size (defaults: limit for offset and cursor, size for page). Empty string: do not send a size.")
+    start_page: int | None = Field(default=None, ge=0, description="page: number of the first page (default 1).")
+    cursor_path: str | None = Field(default=None, max_length=JQ_MAX, description="cursor: jq path of the next cursor in the response body.")
+    has_more_path: str | None = Field(default=None, max_length=JQ_MAX, description="jq path of a boolean that says more pages follow.")
+    last_page_path: str | None = Field(default=None, max_length=JQ_MAX, description="jq path of a boolean that says this is the last page.")
+    next_link_path: str | None = Field(default=None, max_length=JQ_MAX, description="nextLink: jq path of the next page's URL (default .\"@odata.nextLink\", then .next).")
+    total_path: str | None = Field(default=None, max_length=JQ_MAX, description="jq path of the total item count.")
+    link_rel: str | None = Field(default=None, max_length=64, description="linkHeader: the rel to follow (default next).")
+    max_pages: int = Field(default=10000, ge=1, le=10_000_000, description="Stop with an error after this many pages.")
+
+
+# --------------------------------------------------------------------------- source
+
+
+class TlsSpec(Model):
+    insecure_skip_verify: bool = Field(default=False, description="Do not verify the server's certificate. Only for tests.")
+    ca_bundle: str | None = Field(default=None, max_length=65536, description="PEM CA certificates to trust, in addition to none (replaces the system store).")
+
+
+class RetrySpec(Model):
+    max_retries: int = Field(default=5, ge=0, le=50, description="Retries of a request on connection errors, timeouts, 408, 429 and 5xx.")
+    backoff_seconds: float = Field(default=0.5, ge=0, le=60, description="First backoff; it doubles on each retry, with jitter.")
+    max_backoff_seconds: float = Field(default=30, ge=0, le=3600, description="Cap of one backoff.")
+    max_retry_after_seconds: float = Field(default=300, ge=0, le=86400, description="Cap on Retry-After / X-RateLimit-Reset waits.")
+
+
+class SinkType(StrEnum):
+    catalog = "catalog"
+    port = "port"
+    webhook = "webhook"
+
+
+class PortSinkSpec(Model):
+    base_url: str = Field(default="https://api.getport.io", max_length=URL_MAX, description="Port API base URL (EU or US region).")
+    secret_ref: LocalObjectRef = Field(description="Secret with keys clientId and clientSecret.")
+
+
+class WebhookSinkSpec(Model):
+    url: str = Field(min_length=1, max_length=URL_MAX)
+    secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the HMAC signing secret.")
+
+
+class SinkSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.type != 'port' || has(self.port)", "message": "sink.port is required for sink.type port"},
+                {"rule": "self.type != 'webhook' || has(self.webhook)", "message": "sink.webhook is required for sink.type webhook"},
+            ]
+        },
+    )
+
+    type: SinkType
+    port: PortSinkSpec | None = None
+    webhook: WebhookSinkSpec | None = None
+
+
+class HttpSourceSpec(Model):
+    """One API backend."""
+
+    base_url: str = Field(min_length=1, max_length=URL_MAX, pattern=r"^https?://", description="Root URL of the API; a path in it is kept.")
+    auth: AuthSpec = Field(default_factory=AuthSpec)
+    pagination: PaginationSpec = Field(default_factory=PaginationSpec)
+    headers: StrMap = Field(default_factory=dict, description="Headers sent with every request (endpoint headers win).")
+    query_params: StrMap = Field(default_factory=dict, description="Query parameters sent with every request (endpoint parameters win).")
+    timeout_seconds: float = Field(default=30, gt=0, le=3600, description="Timeout of one HTTP request.")
+    tls: TlsSpec = Field(default_factory=TlsSpec)
+    max_concurrent_requests: int = Field(default=10, ge=1, le=1000, description="Requests in flight at once, across all endpoints of the source.")
+    requests_per_second: float | None = Field(default=None, gt=0, le=100000, description="Rate limit (token bucket); unset means unlimited.")
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    # Operator-only fields (the CLI ignores them).
+    interval: str = Field(default="1h", max_length=32, pattern=DURATION_RE.pattern, description="How often to sync, like 30s, 5m, 1h.")
+    suspend: bool = Field(default=False, description="Stop syncing until set back to false.")
+    sink: SinkSpec | None = Field(default=None, description="Where entities go; omitted: the operator's default sink.")
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+
+# --------------------------------------------------------------------------- endpoint mapping
+
+
+class HttpMethod(StrEnum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+    HEAD = "HEAD"
+
+
+class PathParameterSpec(Model):
+    """Where the values of one ``{param}`` placeholder of ``kind`` come from."""
+
+    endpoint: str = Field(min_length=1, max_length=URL_MAX, description="Endpoint listing the parent items; may use earlier placeholders.")
+    method: HttpMethod = HttpMethod.GET
+    data_path: JqExpr | None = Field(default=None, description="jq path of the parent items' array (default .).")
+    field: JqExpr = Field(default=".id", description="jq expression giving the parameter value from a parent item.")
+    filter: JqExpr | None = Field(default=None, description="jq boolean; parents for which it is not true are skipped.")
+    query_params: StrMap = Field(default_factory=dict)
+    headers: StrMap = Field(default_factory=dict)
+
+
+class SelectorSpec(Model):
+    query: JqExpr = Field(default="true", description="jq boolean filter; items for which it is false are skipped.")
+    data_path: JqExpr | None = Field(default=None, description="jq path of the array of items in each response (default .).")
+    method: HttpMethod = HttpMethod.GET
+    query_params: StrMap = Field(default_factory=dict)
+    headers: StrMap = Field(default_factory=dict)
+    body: Any = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}, description="JSON body sent with every page request.")
+    path_parameters: Annotated[dict[str, PathParameterSpec], Field(max_length=8)] = Field(default_factory=dict)
+
+
+class EntityMappingSpec(Model):
+    identifier: JqExpr
+    blueprint: JqExpr
+    title: JqExpr | None = None
+    team: JqExpr | None = None
+    icon: JqExpr | None = None
+    properties: Annotated[dict[str, JqExpr], Field(max_length=256)] = Field(default_factory=dict)
+    relations: Annotated[dict[str, JqExpr], Field(max_length=256)] = Field(default_factory=dict)
+
+
+class DeletionPolicy(StrEnum):
+    delete = "Delete"
+    keep = "Keep"
+
+
+class DeletionGuardSpec(Model):
+    max_delete_percent: int = Field(default=50, ge=0, le=100, description="A sync that would delete more than this share of the mapping's entities deletes nothing.")
+    disabled: bool = Field(default=False, description="Lift the guard for this mapping.")
+
+
+class HttpEndpointMappingSpec(Model):
+    """One endpoint of a source and how its items become entities."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.kind.contains('{') || has(self.selector) && has(self.selector.pathParameters)",
+                    "message": "kind has {placeholders}: give each one in selector.pathParameters",
+                },
+            ]
+        },
+    )
+
+    source_ref: LocalObjectRef
+    kind: str = Field(min_length=1, max_length=URL_MAX, description="Endpoint path (joined to the source's baseUrl), with optional {param} placeholders.")
+    selector: SelectorSpec = Field(default_factory=SelectorSpec)
+    mappings: EntityMappingSpec
+    items_to_parse: JqExpr | None = Field(default=None, description="jq array per item; each element becomes an entity, exposed as .item next to the parent's fields.")
+    pagination: PaginationSpec | None = Field(default=None, description="Replaces the source's pagination for this endpoint.")
+    deletion_policy: DeletionPolicy = Field(default=DeletionPolicy.delete, description="Delete: remove this mapping's entities from the sink when the mapping is deleted; Keep: leave them.")
+    deletion_guard: DeletionGuardSpec = Field(default_factory=DeletionGuardSpec)
+
+
+# --------------------------------------------------------------------------- status
+
+
+class ConditionStatus(StrEnum):
+    true = "True"
+    false = "False"
+    unknown = "Unknown"
+
+
+class Condition(Model):
+    model_config = ConfigDict(extra="ignore")
+    type: str = Field(max_length=316)
+    status: ConditionStatus
+    observed_generation: int | None = Field(default=None, ge=0)
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = Field(default="", max_length=32768)
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
+
+class MappingErrors(Model):
+    model_config = ConfigDict(extra="ignore")
+    count: int = 0
+    samples: list[Annotated[str, Field(max_length=1024)]] = Field(default_factory=list, max_length=10)
+
+
+class EndpointSyncResult(Model):
+    """The engine's per-endpoint result of one sync (the same structure the CLI prints)."""
+
+    model_config = ConfigDict(extra="ignore")
+    outcome: Literal["Succeeded", "Failed"]
+    reason: str | None = None
+    message: str | None = Field(default=None, max_length=4096)
+    requests: int = 0
+    pages: int = 0
+    items_fetched: int = 0
+    items_filtered: int = 0
+    entities: int = 0
+    entities_upserted: int = 0
+    entities_unchanged: int = 0
+    entities_deleted: int = 0
+    entities_failed: int = 0
+    mapping_errors: MappingErrors = Field(default_factory=MappingErrors)
+    duration_seconds: float = 0.0
+
+
+class HttpEndpointMappingStatus(Model):
+    model_config = ConfigDict(extra="ignore")
+    observed_generation: int | None = None
+    conditions: Conditions = Field(default_factory=list)
+    last_handled_reconcile_at: str | None = None
+    last_sync_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    last_successful_sync_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    entity_count: int | None = None
+    endpoint: str | None = Field(default=None, description="The resolved URL of the endpoint (for display).")
+    last_sync: EndpointSyncResult | None = None
+
+
+class MappingSummary(Model):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    ready: ConditionStatus
+    reason: str | None = None
+    message: str | None = Field(default=None, max_length=1024)
+
+
+class HttpSourceStatus(Model):
+    model_config = ConfigDict(extra="ignore")
+    observed_generation: int | None = None
+    conditions: Conditions = Field(default_factory=list)
+    last_handled_reconcile_at: str | None = None
+    last_sync_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    next_sync_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    endpoints_ready: int | None = None
+    endpoints_total: int | None = None
+    endpoints: str | None = Field(default=None, description="ready/total, for the printer column.")
+    mappings: list[MappingSummary] = Field(default_factory=list, max_length=100)
+
+
+# --------------------------------------------------------------------------- whole objects (manifests)
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    namespace: str | None = None
+    generation: int | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class HttpSource(Model):
+    api_version: Literal["httpsync.io/v1alpha1"] = API_VERSION
+    kind: Literal["HttpSource"] = "HttpSource"
+    metadata: ObjectMeta
+    spec: HttpSourceSpec
+    status: HttpSourceStatus | None = None
+
+
+class HttpEndpointMapping(Model):
+    api_version: Literal["httpsync.io/v1alpha1"] = API_VERSION
+    kind: Literal["HttpEndpointMapping"] = "HttpEndpointMapping"
+    metadata: ObjectMeta
+    spec: HttpEndpointMappingSpec
+    status: HttpEndpointMappingStatus | None = None

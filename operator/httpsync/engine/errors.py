@@ -1,0 +1,85 @@
+"""Errors the engine reports. Each carries a CamelCase ``reason`` (used for conditions and the CLI)
+and whether a human must act (``stalled``: retrying alone will not fix it).
+
+Messages are written for the user and never contain secret values: anything built from
+server responses or exceptions goes through :func:`httpsync.engine.redact.redact` first.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    reason: str = "SyncFailed"
+    stalled: bool = False
+
+    def __init__(self, message: str, *, reason: str | None = None, stalled: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        if stalled is not None:
+            self.stalled = stalled
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(EngineError):
+    """The resource itself is wrong (invalid jq, bad URL, unknown field): a human must fix it."""
+
+    reason = "InvalidSpec"
+    stalled = True
+
+
+class InvalidJqError(ConfigError):
+    reason = "InvalidJq"
+
+
+class SecretError(EngineError):
+    """A referenced Secret or key is missing."""
+
+    reason = "SecretNotFound"
+    stalled = True
+
+
+class DestinationDeniedError(ConfigError):
+    reason = "DestinationDenied"
+
+
+class AuthError(EngineError):
+    """The API refused our credentials (401/403 after a refresh)."""
+
+    reason = "AuthenticationFailed"
+    stalled = True
+
+
+class HttpStatusError(EngineError):
+    reason = "HttpError"
+
+
+class ConnectionFailedError(EngineError):
+    reason = "ConnectionFailed"
+
+
+class TimeoutFailedError(EngineError):
+    reason = "Timeout"
+
+
+class ResponseFormatError(EngineError):
+    """The response is not JSON, or the dataPath does not find an array."""
+
+    reason = "InvalidResponse"
+
+
+class DataPathError(ResponseFormatError):
+    reason = "DataPathNotArray"
+
+
+class PaginationError(EngineError):
+    """Pagination loops (a repeated cursor, link or page) or exceeds maxPages."""
+
+    reason = "PaginationLoop"
+
+
+class SinkError(EngineError):
+    reason = "SinkFailed"
