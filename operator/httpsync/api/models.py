@@ -65,7 +65,9 @@ StrMap = Annotated[dict[str, Annotated[str, Field(max_length=HEADER_VALUE_MAX)]]
 class SecretKeyRef(Model):
     """A key of a Secret in the resource's own namespace."""
 
-    name: str = Field(min_length=1, max_length=NAME_MAX, description="Name of a Secret in the same namespace.")
+    name: str = Field(
+        min_length=1, max_length=NAME_MAX, description="Name of a Secret in the same namespace."
+    )
     key: str | None = Field(
         default=None,
         max_length=NAME_MAX,
@@ -136,20 +138,44 @@ class AuthSpec(Model):
         },
     )
 
-    type: AuthType = Field(default=AuthType.none, description="none, bearer, apiKey, basic or oauth2ClientCredentials.")
+    type: AuthType = Field(
+        default=AuthType.none, description="none, bearer, apiKey, basic or oauth2ClientCredentials."
+    )
     secret_ref: SecretKeyRef | None = Field(default=None, description="The Secret holding the credentials.")
-    header: str | None = Field(default=None, max_length=256, description="apiKey: header name (default X-API-Key).")
-    query_param: str | None = Field(default=None, max_length=256, description="apiKey: send the key as this query parameter instead of a header.")
-    username_key: str | None = Field(default=None, max_length=NAME_MAX, description="basic: Secret key of the username (default username).")
-    password_key: str | None = Field(default=None, max_length=NAME_MAX, description="basic: Secret key of the password (default password).")
-    token_url: str | None = Field(default=None, max_length=URL_MAX, description="oauth2ClientCredentials: the token endpoint.")
+    header: str | None = Field(
+        default=None, max_length=256, description="apiKey: header name (default X-API-Key)."
+    )
+    query_param: str | None = Field(
+        default=None,
+        max_length=256,
+        description="apiKey: send the key as this query parameter instead of a header.",
+    )
+    username_key: str | None = Field(
+        default=None, max_length=NAME_MAX, description="basic: Secret key of the username (default username)."
+    )
+    password_key: str | None = Field(
+        default=None, max_length=NAME_MAX, description="basic: Secret key of the password (default password)."
+    )
+    token_url: str | None = Field(
+        default=None, max_length=URL_MAX, description="oauth2ClientCredentials: the token endpoint."
+    )
     scopes: list[Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=32)
     audience: str | None = Field(default=None, max_length=URL_MAX)
     client_auth_method: ClientAuthMethod | None = Field(
-        default=None, description="oauth2ClientCredentials: send client credentials in the form body (form, default) or as HTTP basic auth."
+        default=None,
+        description="oauth2ClientCredentials: send client credentials in the form body (form, default) "
+        "or as HTTP basic auth.",
     )
-    client_id_key: str | None = Field(default=None, max_length=NAME_MAX, description="oauth2ClientCredentials: Secret key of the client id (default clientId).")
-    client_secret_key: str | None = Field(default=None, max_length=NAME_MAX, description="oauth2ClientCredentials: Secret key of the client secret (default clientSecret).")
+    client_id_key: str | None = Field(
+        default=None,
+        max_length=NAME_MAX,
+        description="oauth2ClientCredentials: Secret key of the client id (default clientId).",
+    )
+    client_secret_key: str | None = Field(
+        default=None,
+        max_length=NAME_MAX,
+        description="oauth2ClientCredentials: Secret key of the client secret (default clientSecret).",
+    )
 
 
 # --------------------------------------------------------------------------- pagination
@@ -177,7 +203,8 @@ class PaginationSpec(Model):
                 },
                 {
                     "rule": "self.type != 'cursor' || has(self.cursorPath)",
-                    "message": "pagination.type cursor needs cursorPath (the jq path of the next cursor in the response)",
+                    "message": "pagination.type cursor needs cursorPath "
+                    "(the jq path of the next cursor in the response)",
                 },
                 {
                     "rule": "self.type == 'nextLink' || !has(self.nextLinkPath)",
@@ -200,33 +227,79 @@ class PaginationSpec(Model):
         },
     )
 
-    type: PaginationType = Field(default=PaginationType.none, description="none, offset, page, cursor, nextLink or linkHeader.")
+    type: PaginationType = Field(
+        default=PaginationType.none, description="none, offset, page, cursor, nextLink or linkHeader."
+    )
     page_size: int = Field(default=100, ge=1, le=100000, description="Items requested per page.")
-    pagination_param: str | None = Field(default=None, max_length=256, description="Query parameter of the offset/page/cursor (defaults: offset, page, cursor).")
-    size_param: str | None = Field(default=None, max_length=256, description="Query parameter of the page size (defaults: limit for offset and cursor, size for page). Empty string: do not send a size.")
-    start_page: int | None = Field(default=None, ge=0, description="page: number of the first page (default 1).")
-    cursor_path: str | None = Field(default=None, max_length=JQ_MAX, description="cursor: jq path of the next cursor in the response body.")
-    has_more_path: str | None = Field(default=None, max_length=JQ_MAX, description="jq path of a boolean that says more pages follow.")
-    last_page_path: str | None = Field(default=None, max_length=JQ_MAX, description="jq path of a boolean that says this is the last page.")
-    next_link_path: str | None = Field(default=None, max_length=JQ_MAX, description="nextLink: jq path of the next page's URL (default .\"@odata.nextLink\", then .next).")
-    total_path: str | None = Field(default=None, max_length=JQ_MAX, description="jq path of the total item count.")
-    link_rel: str | None = Field(default=None, max_length=64, description="linkHeader: the rel to follow (default next).")
-    max_pages: int = Field(default=10000, ge=1, le=10_000_000, description="Stop with an error after this many pages.")
+    pagination_param: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Query parameter of the offset/page/cursor (defaults: offset, page, cursor).",
+    )
+    size_param: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Query parameter of the page size (defaults: limit for offset and cursor, size for page). "
+        "Empty string: do not send a size.",
+    )
+    start_page: int | None = Field(
+        default=None, ge=0, description="page: number of the first page (default 1)."
+    )
+    cursor_path: str | None = Field(
+        default=None,
+        max_length=JQ_MAX,
+        description="cursor: jq path of the next cursor in the response body.",
+    )
+    has_more_path: str | None = Field(
+        default=None, max_length=JQ_MAX, description="jq path of a boolean that says more pages follow."
+    )
+    last_page_path: str | None = Field(
+        default=None, max_length=JQ_MAX, description="jq path of a boolean that says this is the last page."
+    )
+    next_link_path: str | None = Field(
+        default=None,
+        max_length=JQ_MAX,
+        description='nextLink: jq path of the next page\'s URL (default ."@odata.nextLink", then .next).',
+    )
+    total_path: str | None = Field(
+        default=None, max_length=JQ_MAX, description="jq path of the total item count."
+    )
+    link_rel: str | None = Field(
+        default=None, max_length=64, description="linkHeader: the rel to follow (default next)."
+    )
+    max_pages: int = Field(
+        default=10000, ge=1, le=10_000_000, description="Stop with an error after this many pages."
+    )
 
 
 # --------------------------------------------------------------------------- source
 
 
 class TlsSpec(Model):
-    insecure_skip_verify: bool = Field(default=False, description="Do not verify the server's certificate. Only for tests.")
-    ca_bundle: str | None = Field(default=None, max_length=65536, description="PEM CA certificates to trust, in addition to none (replaces the system store).")
+    insecure_skip_verify: bool = Field(
+        default=False, description="Do not verify the server's certificate. Only for tests."
+    )
+    ca_bundle: str | None = Field(
+        default=None,
+        max_length=65536,
+        description="PEM CA certificates to trust, in addition to none (replaces the system store).",
+    )
 
 
 class RetrySpec(Model):
-    max_retries: int = Field(default=5, ge=0, le=50, description="Retries of a request on connection errors, timeouts, 408, 429 and 5xx.")
-    backoff_seconds: float = Field(default=0.5, ge=0, le=60, description="First backoff; it doubles on each retry, with jitter.")
+    max_retries: int = Field(
+        default=5,
+        ge=0,
+        le=50,
+        description="Retries of a request on connection errors, timeouts, 408, 429 and 5xx.",
+    )
+    backoff_seconds: float = Field(
+        default=0.5, ge=0, le=60, description="First backoff; it doubles on each retry, with jitter."
+    )
     max_backoff_seconds: float = Field(default=30, ge=0, le=3600, description="Cap of one backoff.")
-    max_retry_after_seconds: float = Field(default=300, ge=0, le=86400, description="Cap on Retry-After / X-RateLimit-Reset waits.")
+    max_retry_after_seconds: float = Field(
+        default=300, ge=0, le=86400, description="Cap on Retry-After / X-RateLimit-Reset waits."
+    )
 
 
 class SinkType(StrEnum):
@@ -236,21 +309,33 @@ class SinkType(StrEnum):
 
 
 class PortSinkSpec(Model):
-    base_url: str = Field(default="https://api.getport.io", max_length=URL_MAX, description="Port API base URL (EU or US region).")
+    base_url: str = Field(
+        default="https://api.getport.io",
+        max_length=URL_MAX,
+        description="Port API base URL (EU or US region).",
+    )
     secret_ref: LocalObjectRef = Field(description="Secret with keys clientId and clientSecret.")
 
 
 class WebhookSinkSpec(Model):
     url: str = Field(min_length=1, max_length=URL_MAX)
-    secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the HMAC signing secret.")
+    secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the HMAC signing secret."
+    )
 
 
 class SinkSpec(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "self.type != 'port' || has(self.port)", "message": "sink.port is required for sink.type port"},
-                {"rule": "self.type != 'webhook' || has(self.webhook)", "message": "sink.webhook is required for sink.type webhook"},
+                {
+                    "rule": "self.type != 'port' || has(self.port)",
+                    "message": "sink.port is required for sink.type port",
+                },
+                {
+                    "rule": "self.type != 'webhook' || has(self.webhook)",
+                    "message": "sink.webhook is required for sink.type webhook",
+                },
             ]
         },
     )
@@ -263,20 +348,44 @@ class SinkSpec(Model):
 class HttpSourceSpec(Model):
     """One API backend."""
 
-    base_url: str = Field(min_length=1, max_length=URL_MAX, pattern=r"^https?://", description="Root URL of the API; a path in it is kept.")
+    base_url: str = Field(
+        min_length=1,
+        max_length=URL_MAX,
+        pattern=r"^https?://",
+        description="Root URL of the API; a path in it is kept.",
+    )
     auth: AuthSpec = Field(default_factory=AuthSpec)
     pagination: PaginationSpec = Field(default_factory=PaginationSpec)
-    headers: StrMap = Field(default_factory=dict, description="Headers sent with every request (endpoint headers win).")
-    query_params: StrMap = Field(default_factory=dict, description="Query parameters sent with every request (endpoint parameters win).")
+    headers: StrMap = Field(
+        default_factory=dict, description="Headers sent with every request (endpoint headers win)."
+    )
+    query_params: StrMap = Field(
+        default_factory=dict,
+        description="Query parameters sent with every request (endpoint parameters win).",
+    )
     timeout_seconds: float = Field(default=30, gt=0, le=3600, description="Timeout of one HTTP request.")
     tls: TlsSpec = Field(default_factory=TlsSpec)
-    max_concurrent_requests: int = Field(default=10, ge=1, le=1000, description="Requests in flight at once, across all endpoints of the source.")
-    requests_per_second: float | None = Field(default=None, gt=0, le=100000, description="Rate limit (token bucket); unset means unlimited.")
+    max_concurrent_requests: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Requests in flight at once, across all endpoints of the source.",
+    )
+    requests_per_second: float | None = Field(
+        default=None, gt=0, le=100000, description="Rate limit (token bucket); unset means unlimited."
+    )
     retry: RetrySpec = Field(default_factory=RetrySpec)
     # Operator-only fields (the CLI ignores them).
-    interval: str = Field(default="1h", max_length=32, pattern=DURATION_RE.pattern, description="How often to sync, like 30s, 5m, 1h.")
+    interval: str = Field(
+        default="1h",
+        max_length=32,
+        pattern=DURATION_RE.pattern,
+        description="How often to sync, like 30s, 5m, 1h.",
+    )
     suspend: bool = Field(default=False, description="Stop syncing until set back to false.")
-    sink: SinkSpec | None = Field(default=None, description="Where entities go; omitted: the operator's default sink.")
+    sink: SinkSpec | None = Field(
+        default=None, description="Where entities go; omitted: the operator's default sink."
+    )
 
     @field_validator("interval")
     @classmethod
@@ -304,23 +413,43 @@ class HttpMethod(StrEnum):
 class PathParameterSpec(Model):
     """Where the values of one ``{param}`` placeholder of ``kind`` come from."""
 
-    endpoint: str = Field(min_length=1, max_length=URL_MAX, description="Endpoint listing the parent items; may use earlier placeholders.")
+    endpoint: str = Field(
+        min_length=1,
+        max_length=URL_MAX,
+        description="Endpoint listing the parent items; may use earlier placeholders.",
+    )
     method: HttpMethod = HttpMethod.GET
-    data_path: JqExpr | None = Field(default=None, description="jq path of the parent items' array (default .).")
-    field: JqExpr = Field(default=".id", description="jq expression giving the parameter value from a parent item.")
-    filter: JqExpr | None = Field(default=None, description="jq boolean; parents for which it is not true are skipped.")
+    data_path: JqExpr | None = Field(
+        default=None, description="jq path of the parent items' array (default .)."
+    )
+    field: JqExpr = Field(
+        default=".id", description="jq expression giving the parameter value from a parent item."
+    )
+    filter: JqExpr | None = Field(
+        default=None, description="jq boolean; parents for which it is not true are skipped."
+    )
     query_params: StrMap = Field(default_factory=dict)
     headers: StrMap = Field(default_factory=dict)
 
 
 class SelectorSpec(Model):
-    query: JqExpr = Field(default="true", description="jq boolean filter; items for which it is false are skipped.")
-    data_path: JqExpr | None = Field(default=None, description="jq path of the array of items in each response (default .).")
+    query: JqExpr = Field(
+        default="true", description="jq boolean filter; items for which it is false are skipped."
+    )
+    data_path: JqExpr | None = Field(
+        default=None, description="jq path of the array of items in each response (default .)."
+    )
     method: HttpMethod = HttpMethod.GET
     query_params: StrMap = Field(default_factory=dict)
     headers: StrMap = Field(default_factory=dict)
-    body: Any = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}, description="JSON body sent with every page request.")
-    path_parameters: Annotated[dict[str, PathParameterSpec], Field(max_length=8)] = Field(default_factory=dict)
+    body: Any = Field(
+        default=None,
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        description="JSON body sent with every page request.",
+    )
+    path_parameters: Annotated[dict[str, PathParameterSpec], Field(max_length=8)] = Field(
+        default_factory=dict
+    )
 
 
 class EntityMappingSpec(Model):
@@ -339,7 +468,12 @@ class DeletionPolicy(StrEnum):
 
 
 class DeletionGuardSpec(Model):
-    max_delete_percent: int = Field(default=50, ge=0, le=100, description="A sync that would delete more than this share of the mapping's entities deletes nothing.")
+    max_delete_percent: int = Field(
+        default=50,
+        ge=0,
+        le=100,
+        description="A sync that would delete more than this share of the mapping's entities deletes nothing.",
+    )
     disabled: bool = Field(default=False, description="Lift the guard for this mapping.")
 
 
@@ -358,12 +492,25 @@ class HttpEndpointMappingSpec(Model):
     )
 
     source_ref: LocalObjectRef
-    kind: str = Field(min_length=1, max_length=URL_MAX, description="Endpoint path (joined to the source's baseUrl), with optional {param} placeholders.")
+    kind: str = Field(
+        min_length=1,
+        max_length=URL_MAX,
+        description="Endpoint path (joined to the source's baseUrl), with optional {param} placeholders.",
+    )
     selector: SelectorSpec = Field(default_factory=SelectorSpec)
     mappings: EntityMappingSpec
-    items_to_parse: JqExpr | None = Field(default=None, description="jq array per item; each element becomes an entity, exposed as .item next to the parent's fields.")
-    pagination: PaginationSpec | None = Field(default=None, description="Replaces the source's pagination for this endpoint.")
-    deletion_policy: DeletionPolicy = Field(default=DeletionPolicy.delete, description="Delete: remove this mapping's entities from the sink when the mapping is deleted; Keep: leave them.")
+    items_to_parse: JqExpr | None = Field(
+        default=None,
+        description="jq array per item; each element becomes an entity, exposed as .item next to the parent's fields.",
+    )
+    pagination: PaginationSpec | None = Field(
+        default=None, description="Replaces the source's pagination for this endpoint."
+    )
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.delete,
+        description="Delete: remove this mapping's entities from the sink when the mapping is deleted; "
+        "Keep: leave them.",
+    )
     deletion_guard: DeletionGuardSpec = Field(default_factory=DeletionGuardSpec)
 
 

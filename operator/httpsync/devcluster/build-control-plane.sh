@@ -2,7 +2,7 @@
 # Build kube-apiserver, kubectl, etcd and helm from Go modules into a cache folder
 # outside the repository. Rebuilds only what is missing. Prints the folder on stdout's last line.
 #
-#   hack/build-control-plane.sh            # build (if needed) and print the bin folder
+#   bash operator/httpsync/devcluster/build-control-plane.sh           # build (if needed) and print the bin folder
 #
 # Env: HTTPSYNC_K8S_VERSION (1.34.4), HTTPSYNC_ETCD_VERSION (3.6.14), HTTPSYNC_HELM_VERSION (3.19.0),
 #      HTTPSYNC_CACHE (~/.cache/httpsync), KUBEBUILDER_ASSETS (a folder that already holds
@@ -25,7 +25,10 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   for b in kube-apiserver etcd kubectl; do
     [[ -x "$KUBEBUILDER_ASSETS/$b" ]] || { say "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no $b"; exit 1; }
   done
-  BIN="$KUBEBUILDER_ASSETS"
+  # Link the given binaries into a folder of ours, so helm can sit beside them.
+  LINKS="$CACHE/bin/kubebuilder-assets"; mkdir -p "$LINKS"
+  for b in kube-apiserver etcd kubectl; do ln -sf "$KUBEBUILDER_ASSETS/$b" "$LINKS/$b"; done
+  BIN="$LINKS"
 else
   if [[ ! -x "$BIN/kube-apiserver" || ! -x "$BIN/kubectl" ]]; then
     say "building kube-apiserver and kubectl v$K8S_VERSION from k8s.io/kubernetes (cold build: 10-15 minutes on 2 cores)"
@@ -64,5 +67,5 @@ if [[ ! -x "$HELM_BIN/helm" ]]; then
     "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
   say "built $HELM_BIN/helm"
 fi
-ln -sf "$HELM_BIN/helm" "$BIN/helm" 2>/dev/null || true
+ln -sf "$HELM_BIN/helm" "$BIN/helm"
 echo "$BIN"

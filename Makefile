@@ -1,0 +1,50 @@
+# Common commands. `make demo` and `make test` are the README's two set-up commands.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONTROL_PLANE := operator/httpsync/devcluster/build-control-plane.sh
+
+.PHONY: venv demo test lint unit crds crds-check control-plane cluster-up cluster-down bench clean
+
+$(BIN)/httpsync: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/httpsync
+
+## The main job on the embedded default: sync Port's overview scenario from the bundled demo API
+## into the embedded SQLite catalog (./httpsync-catalog.db), then list what landed.
+demo: venv
+	$(BIN)/httpsync sync --demo-api -f examples/port-overview/
+	$(BIN)/httpsync catalog list
+
+control-plane:
+	bash $(CONTROL_PLANE)
+
+lint: venv
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/python -m httpsync.api.crdgen --check
+
+## Everything: lint, CRD drift check, unit and integration tests on a real kube-apiserver + etcd.
+test: venv control-plane lint
+	$(BIN)/pytest -q
+
+unit: venv
+	$(BIN)/pytest -q -m "not cluster"
+
+crds: venv
+	$(BIN)/python -m httpsync.api.crdgen
+
+cluster-up: venv
+	$(BIN)/httpsync cluster up
+
+cluster-down: venv
+	$(BIN)/httpsync cluster down
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) httpsync-catalog.db .pytest_cache .ruff_cache

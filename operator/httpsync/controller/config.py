@@ -1,0 +1,31 @@
+"""Operator-level configuration: flags of ``httpsync run``, with HTTPSYNC_* environment fallbacks
+(the Helm chart sets the environment)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from httpsync.engine.policy import DEFAULT_DENY
+
+
+def _env_list(name: str) -> list[str]:
+    return [x.strip() for x in os.environ.get(name, "").replace(",", " ").split() if x.strip()]
+
+
+@dataclass
+class OperatorConfig:
+    namespaces: list[str] = field(default_factory=list)  # empty: all namespaces
+    catalog_path: Path = field(
+        default_factory=lambda: Path(os.environ.get("HTTPSYNC_CATALOG", "/tmp/httpsync/catalog.db"))
+    )
+    metrics_port: int | None = 8080
+    health_port: int | None = 8081
+    destination_allow: list[str] = field(default_factory=lambda: _env_list("HTTPSYNC_DESTINATION_ALLOW"))
+    destination_deny: list[str] = field(
+        default_factory=lambda: _env_list("HTTPSYNC_DESTINATION_DENY") or list(DEFAULT_DENY)
+    )
+    mapping_concurrency: int = 4  # mapping syncs at once within one source
+    jitter: float = 0.05  # +- share of the interval
+    startup_delay_seconds: float = 0.0

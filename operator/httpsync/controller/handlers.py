@@ -1,0 +1,110 @@
+"""Thin kopf handlers over :class:`httpsync.controller.service.SyncService`.
+
+Importing this module registers the handlers with kopf's default registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from httpsync.api.models import GROUP, VERSION
+from httpsync.controller.service import MAPPINGS, SOURCES, MappingRef, SyncService, mapping_ref
+from httpsync.engine.redact import redact
+
+log = logging.getLogger("httpsync.controller")
+FINALIZER = "httpsync.io/finalizer"
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # kopf's own bookkeeping lives under our prefix.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="httpsync.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="httpsync.io", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.WARNING  # our own Events are posted on state changes only
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.inactivity_timeout = 600
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    if getattr(memo, "service", None) is None:
+        from httpsync.controller.bootstrap import build_service
+
+        memo.service = await build_service(memo.config)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    service: SyncService | None = getattr(memo, "service", None)
+    if service is not None:
+        await service.aclose()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.probe(id="syncLoops")
+def sync_loops(memo: kopf.Memo, **_: Any) -> int:
+    service: SyncService | None = getattr(memo, "service", None)
+    return len(service.loops) if service else 0
+
+
+@kopf.index(GROUP, VERSION, MAPPINGS)
+def mappings_by_source(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any) -> dict[Any, MappingRef]:
+    return {(namespace, (spec.get("sourceRef") or {}).get("name")): mapping_ref(body)}
+
+
+@kopf.index(GROUP, VERSION, SOURCES)
+def sources_by_name(namespace: str, name: str, **_: Any) -> dict[Any, bool]:
+    return {(namespace, name): True}
+
+
+@kopf.daemon(GROUP, VERSION, SOURCES, id="sync", cancellation_timeout=10)
+async def source_loop(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, mappings_by_source: kopf.Index, **_: Any
+) -> None:
+    await memo.service.run_source(body, stopped, mappings_by_source)
+
+
+@kopf.on.event(GROUP, VERSION, SOURCES)
+async def source_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    memo.service.source_changed(body)
+
+
+@kopf.on.event(GROUP, VERSION, MAPPINGS)
+async def mapping_event(
+    type: str, body: kopf.Body, memo: kopf.Memo, sources_by_name: kopf.Index, **_: Any
+) -> None:
+    if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    ref = mapping_ref(body)
+    exists = (ref.namespace, ref.source_name) in sources_by_name
+    await memo.service.mapping_first_contact(ref, source_exists=exists)
+    if exists:
+        memo.service.mapping_changed(ref)
+
+
+@kopf.on.delete(GROUP, VERSION, MAPPINGS, id="remove-entities")
+async def mapping_deleted(
+    namespace: str, name: str, spec: kopf.Spec, memo: kopf.Memo, retry: int, body: kopf.Body, **_: Any
+) -> None:
+    try:
+        removed = await memo.service.delete_mapping_entities(namespace, name, dict(spec))
+    except Exception as e:
+        message = redact(f"could not remove the entities of {namespace}/{name}: {e}")
+        if retry < 4:
+            raise kopf.TemporaryError(message, delay=15) from None
+        kopf.warn(
+            body, reason="EntitiesNotRemoved", message=f"{message}; giving up, the entities stay in the sink"
+        )
+        return
+    log.info("mapping %s/%s deleted: removed %d entities", namespace, name, removed)

@@ -1,0 +1,105 @@
+"""``httpsync run``: the operator process (kopf), standalone, one replica."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+import kopf
+
+from httpsync.controller.config import OperatorConfig
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        help="watch this namespace (repeatable; default: HTTPSYNC_NAMESPACES, else all namespaces)",
+    )
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="watch all namespaces (the default)")
+    p.add_argument("--catalog", type=Path, default=None, help="embedded catalog file of the default sink")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("HTTPSYNC_METRICS_PORT", "8080")),
+        help="Prometheus metrics port (0: off)",
+    )
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=int(os.environ.get("HTTPSYNC_HEALTH_PORT", "8081")),
+        help="liveness endpoint port, /healthz (0: off)",
+    )
+    p.add_argument(
+        "--allow-destination",
+        action="append",
+        default=None,
+        metavar="HOST|CIDR",
+        help="only these API hosts/networks may be synced (repeatable)",
+    )
+    p.add_argument(
+        "--deny-destination",
+        action="append",
+        default=None,
+        metavar="HOST|CIDR",
+        help="replace the default deny list (cloud metadata addresses)",
+    )
+    p.add_argument("--verbose", "-v", action="store_true")
+
+
+def config_from_args(args: argparse.Namespace) -> OperatorConfig:
+    cfg = OperatorConfig()
+    env_ns = [n for n in os.environ.get("HTTPSYNC_NAMESPACES", "").replace(",", " ").split() if n]
+    cfg.namespaces = [] if args.all_namespaces else (args.namespace or env_ns)
+    if args.catalog is not None:
+        cfg.catalog_path = args.catalog
+    cfg.metrics_port = args.metrics_port or None
+    cfg.health_port = args.health_port or None
+    if args.allow_destination is not None:
+        cfg.destination_allow = args.allow_destination
+    if args.deny_destination is not None:
+        cfg.destination_deny = args.deny_destination
+    return cfg
+
+
+async def operate(cfg: OperatorConfig, stop_flag: asyncio.Event | None = None) -> None:
+    from httpsync.controller import handlers  # noqa: F401  (registers the handlers)
+    from httpsync.controller.metrics import serve
+
+    if cfg.metrics_port:
+        serve(cfg.metrics_port)
+    liveness = f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None
+    await kopf.operator(
+        standalone=True,
+        clusterwide=not cfg.namespaces,
+        namespaces=cfg.namespaces,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(config=cfg, service=None),
+        stop_flag=stop_flag,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    cfg = config_from_args(args)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await operate(cfg, stop)
+
+    asyncio.run(_main())
+    return 0
