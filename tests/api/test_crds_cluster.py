@@ -114,11 +114,13 @@ def test_server_rejects(kube: Any, ns: str, obj: dict[str, Any], message: str) -
     proc = create(kube, ns, obj, check=False)
     assert proc.returncode != 0, f"accepted: {json.dumps(obj)}"
     assert message in proc.stderr, proc.stderr
-    # Field-level checks are the models' too (the cross-field CEL rules are only in the CRD).
-    if obj["metadata"]["name"] in ("interval", "badenum"):
-        model = m.HttpSource if obj["kind"] == "HttpSource" else m.HttpEndpointMapping
-        with pytest.raises(ValueError):
-            model.model_validate(obj)
+    # The models reject the same objects (the CEL rules are stated once, with a Python twin),
+    # so the CLI's local mode refuses what the cluster refuses, with the same words.
+    model = m.HttpSource if obj["kind"] == "HttpSource" else m.HttpEndpointMapping
+    with pytest.raises(ValueError) as err:
+        model.model_validate(obj)
+    if not message.startswith("spec."):
+        assert message in str(err.value)
 
 
 def test_server_accepts_the_valid_variants(kube: Any, ns: str) -> None:

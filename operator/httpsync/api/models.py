@@ -12,10 +12,12 @@ are attached with ``json_schema_extra`` under keys starting with ``x-kubernetes-
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "httpsync.io"
@@ -41,6 +43,23 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule, stated once: ``cel`` goes into the CRD (the API server enforces it),
+    ``check`` is the same rule in Python (the CLI and the operator enforce it). A cluster test
+    feeds the same invalid objects to both and expects the same message."""
+
+    cel: str
+    message: str
+    check: Callable[[Any], bool]
+
+
+def _add_rules(schema: dict[str, Any], cls: type) -> None:
+    rules: tuple[Rule, ...] = cls.__dict__.get("__rules__", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [{"rule": r.cel, "message": r.message} for r in rules]
+
+
 class Model(BaseModel):
     """Base for every spec model: camelCase on the wire, unknown fields rejected."""
 
@@ -49,7 +68,16 @@ class Model(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=False,
+        json_schema_extra=_add_rules,
     )
+    __rules__: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Self:
+        for rule in type(self).__dict__.get("__rules__", ()):
+            if not rule.check(self):
+                raise ValueError(rule.message)
+        return self
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -65,9 +93,7 @@ StrMap = Annotated[dict[str, Annotated[str, Field(max_length=HEADER_VALUE_MAX)]]
 class SecretKeyRef(Model):
     """A key of a Secret in the resource's own namespace."""
 
-    name: str = Field(
-        min_length=1, max_length=NAME_MAX, description="Name of a Secret in the same namespace."
-    )
+    name: str = Field(min_length=1, max_length=NAME_MAX, description="Name of a Secret in the same namespace.")
     key: str | None = Field(
         default=None,
         max_length=NAME_MAX,
@@ -105,46 +131,46 @@ class AuthSpec(Model):
       a token from ``tokenUrl`` cached until it expires
     """
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.type == 'none' || has(self.secretRef)",
-                    "message": "auth.secretRef is required unless auth.type is none",
-                },
-                {
-                    "rule": "self.type == 'oauth2ClientCredentials' || "
-                    "!(has(self.tokenUrl) || has(self.scopes) || has(self.audience) || has(self.clientAuthMethod))",
-                    "message": "tokenUrl, scopes, audience and clientAuthMethod are only valid for "
-                    "auth.type oauth2ClientCredentials",
-                },
-                {
-                    "rule": "self.type != 'oauth2ClientCredentials' || has(self.tokenUrl)",
-                    "message": "auth.tokenUrl is required for auth.type oauth2ClientCredentials",
-                },
-                {
-                    "rule": "self.type == 'apiKey' || !(has(self.header) || has(self.queryParam))",
-                    "message": "header and queryParam are only valid for auth.type apiKey",
-                },
-                {
-                    "rule": "!(has(self.header) && has(self.queryParam))",
-                    "message": "set either auth.header or auth.queryParam, not both",
-                },
-                {
-                    "rule": "self.type == 'basic' || !(has(self.usernameKey) || has(self.passwordKey))",
-                    "message": "usernameKey and passwordKey are only valid for auth.type basic",
-                },
-            ]
-        },
+    __rules__ = (
+        Rule(
+            "self.type == 'none' || has(self.secretRef)",
+            "auth.secretRef is required unless auth.type is none",
+            lambda a: a.type == "none" or a.secret_ref is not None,
+        ),
+        Rule(
+            "self.type == 'oauth2ClientCredentials' || "
+            "!(has(self.tokenUrl) || has(self.scopes) || has(self.audience) || has(self.clientAuthMethod))",
+            "tokenUrl, scopes, audience and clientAuthMethod are only valid for auth.type oauth2ClientCredentials",
+            lambda a: (
+                a.type == "oauth2ClientCredentials"
+                or all(v is None for v in (a.token_url, a.scopes, a.audience, a.client_auth_method))
+            ),
+        ),
+        Rule(
+            "self.type != 'oauth2ClientCredentials' || has(self.tokenUrl)",
+            "auth.tokenUrl is required for auth.type oauth2ClientCredentials",
+            lambda a: a.type != "oauth2ClientCredentials" or a.token_url is not None,
+        ),
+        Rule(
+            "self.type == 'apiKey' || !(has(self.header) || has(self.queryParam))",
+            "header and queryParam are only valid for auth.type apiKey",
+            lambda a: a.type == "apiKey" or (a.header is None and a.query_param is None),
+        ),
+        Rule(
+            "!(has(self.header) && has(self.queryParam))",
+            "set either auth.header or auth.queryParam, not both",
+            lambda a: a.header is None or a.query_param is None,
+        ),
+        Rule(
+            "self.type == 'basic' || !(has(self.usernameKey) || has(self.passwordKey))",
+            "usernameKey and passwordKey are only valid for auth.type basic",
+            lambda a: a.type == "basic" or (a.username_key is None and a.password_key is None),
+        ),
     )
 
-    type: AuthType = Field(
-        default=AuthType.none, description="none, bearer, apiKey, basic or oauth2ClientCredentials."
-    )
+    type: AuthType = Field(default=AuthType.none, description="none, bearer, apiKey, basic or oauth2ClientCredentials.")
     secret_ref: SecretKeyRef | None = Field(default=None, description="The Secret holding the credentials.")
-    header: str | None = Field(
-        default=None, max_length=256, description="apiKey: header name (default X-API-Key)."
-    )
+    header: str | None = Field(default=None, max_length=256, description="apiKey: header name (default X-API-Key).")
     query_param: str | None = Field(
         default=None,
         max_length=256,
@@ -194,37 +220,40 @@ class PaginationSpec(Model):
     """How to walk the pages of an endpoint. Paths (cursorPath, ...) are jq; a bare ``meta.after``
     is accepted and read as ``.meta.after``."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.type == 'cursor' || !has(self.cursorPath)",
-                    "message": "cursorPath is only valid for pagination.type cursor",
-                },
-                {
-                    "rule": "self.type != 'cursor' || has(self.cursorPath)",
-                    "message": "pagination.type cursor needs cursorPath "
-                    "(the jq path of the next cursor in the response)",
-                },
-                {
-                    "rule": "self.type == 'nextLink' || !has(self.nextLinkPath)",
-                    "message": "nextLinkPath is only valid for pagination.type nextLink",
-                },
-                {
-                    "rule": "self.type == 'page' || !has(self.startPage)",
-                    "message": "startPage is only valid for pagination.type page",
-                },
-                {
-                    "rule": "self.type == 'linkHeader' || !has(self.linkRel)",
-                    "message": "linkRel is only valid for pagination.type linkHeader",
-                },
-                {
-                    "rule": "!(self.type in ['none', 'nextLink', 'linkHeader']) || "
-                    "!(has(self.paginationParam) || has(self.totalPath))",
-                    "message": "paginationParam and totalPath are only valid for offset, page and cursor pagination",
-                },
-            ]
-        },
+    __rules__ = (
+        Rule(
+            "self.type == 'cursor' || !has(self.cursorPath)",
+            "cursorPath is only valid for pagination.type cursor",
+            lambda p: p.type == "cursor" or p.cursor_path is None,
+        ),
+        Rule(
+            "self.type != 'cursor' || has(self.cursorPath)",
+            "pagination.type cursor needs cursorPath (the jq path of the next cursor in the response)",
+            lambda p: p.type != "cursor" or p.cursor_path is not None,
+        ),
+        Rule(
+            "self.type == 'nextLink' || !has(self.nextLinkPath)",
+            "nextLinkPath is only valid for pagination.type nextLink",
+            lambda p: p.type == "nextLink" or p.next_link_path is None,
+        ),
+        Rule(
+            "self.type == 'page' || !has(self.startPage)",
+            "startPage is only valid for pagination.type page",
+            lambda p: p.type == "page" or p.start_page is None,
+        ),
+        Rule(
+            "self.type == 'linkHeader' || !has(self.linkRel)",
+            "linkRel is only valid for pagination.type linkHeader",
+            lambda p: p.type == "linkHeader" or p.link_rel is None,
+        ),
+        Rule(
+            "!(self.type in ['none', 'nextLink', 'linkHeader']) || !(has(self.paginationParam) || has(self.totalPath))",
+            "paginationParam and totalPath are only valid for offset, page and cursor pagination",
+            lambda p: (
+                p.type not in ("none", "nextLink", "linkHeader")
+                or (p.pagination_param is None and p.total_path is None)
+            ),
+        ),
     )
 
     type: PaginationType = Field(
@@ -242,9 +271,7 @@ class PaginationSpec(Model):
         description="Query parameter of the page size (defaults: limit for offset and cursor, size for page). "
         "Empty string: do not send a size.",
     )
-    start_page: int | None = Field(
-        default=None, ge=0, description="page: number of the first page (default 1)."
-    )
+    start_page: int | None = Field(default=None, ge=0, description="page: number of the first page (default 1).")
     cursor_path: str | None = Field(
         default=None,
         max_length=JQ_MAX,
@@ -261,15 +288,11 @@ class PaginationSpec(Model):
         max_length=JQ_MAX,
         description='nextLink: jq path of the next page\'s URL (default ."@odata.nextLink", then .next).',
     )
-    total_path: str | None = Field(
-        default=None, max_length=JQ_MAX, description="jq path of the total item count."
-    )
+    total_path: str | None = Field(default=None, max_length=JQ_MAX, description="jq path of the total item count.")
     link_rel: str | None = Field(
         default=None, max_length=64, description="linkHeader: the rel to follow (default next)."
     )
-    max_pages: int = Field(
-        default=10000, ge=1, le=10_000_000, description="Stop with an error after this many pages."
-    )
+    max_pages: int = Field(default=10000, ge=1, le=10_000_000, description="Stop with an error after this many pages.")
 
 
 # --------------------------------------------------------------------------- source
@@ -319,25 +342,21 @@ class PortSinkSpec(Model):
 
 class WebhookSinkSpec(Model):
     url: str = Field(min_length=1, max_length=URL_MAX)
-    secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key holding the HMAC signing secret."
-    )
+    secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the HMAC signing secret.")
 
 
 class SinkSpec(Model):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.type != 'port' || has(self.port)",
-                    "message": "sink.port is required for sink.type port",
-                },
-                {
-                    "rule": "self.type != 'webhook' || has(self.webhook)",
-                    "message": "sink.webhook is required for sink.type webhook",
-                },
-            ]
-        },
+    __rules__ = (
+        Rule(
+            "self.type != 'port' || has(self.port)",
+            "sink.port is required for sink.type port",
+            lambda k: k.type != "port" or k.port is not None,
+        ),
+        Rule(
+            "self.type != 'webhook' || has(self.webhook)",
+            "sink.webhook is required for sink.type webhook",
+            lambda k: k.type != "webhook" or k.webhook is not None,
+        ),
     )
 
     type: SinkType
@@ -356,9 +375,7 @@ class HttpSourceSpec(Model):
     )
     auth: AuthSpec = Field(default_factory=AuthSpec)
     pagination: PaginationSpec = Field(default_factory=PaginationSpec)
-    headers: StrMap = Field(
-        default_factory=dict, description="Headers sent with every request (endpoint headers win)."
-    )
+    headers: StrMap = Field(default_factory=dict, description="Headers sent with every request (endpoint headers win).")
     query_params: StrMap = Field(
         default_factory=dict,
         description="Query parameters sent with every request (endpoint parameters win).",
@@ -383,9 +400,7 @@ class HttpSourceSpec(Model):
         description="How often to sync, like 30s, 5m, 1h.",
     )
     suspend: bool = Field(default=False, description="Stop syncing until set back to false.")
-    sink: SinkSpec | None = Field(
-        default=None, description="Where entities go; omitted: the operator's default sink."
-    )
+    sink: SinkSpec | None = Field(default=None, description="Where entities go; omitted: the operator's default sink.")
 
     @field_validator("interval")
     @classmethod
@@ -419,23 +434,15 @@ class PathParameterSpec(Model):
         description="Endpoint listing the parent items; may use earlier placeholders.",
     )
     method: HttpMethod = HttpMethod.GET
-    data_path: JqExpr | None = Field(
-        default=None, description="jq path of the parent items' array (default .)."
-    )
-    field: JqExpr = Field(
-        default=".id", description="jq expression giving the parameter value from a parent item."
-    )
-    filter: JqExpr | None = Field(
-        default=None, description="jq boolean; parents for which it is not true are skipped."
-    )
+    data_path: JqExpr | None = Field(default=None, description="jq path of the parent items' array (default .).")
+    field: JqExpr = Field(default=".id", description="jq expression giving the parameter value from a parent item.")
+    filter: JqExpr | None = Field(default=None, description="jq boolean; parents for which it is not true are skipped.")
     query_params: StrMap = Field(default_factory=dict)
     headers: StrMap = Field(default_factory=dict)
 
 
 class SelectorSpec(Model):
-    query: JqExpr = Field(
-        default="true", description="jq boolean filter; items for which it is false are skipped."
-    )
+    query: JqExpr = Field(default="true", description="jq boolean filter; items for which it is false are skipped.")
     data_path: JqExpr | None = Field(
         default=None, description="jq path of the array of items in each response (default .)."
     )
@@ -447,9 +454,7 @@ class SelectorSpec(Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
         description="JSON body sent with every page request.",
     )
-    path_parameters: Annotated[dict[str, PathParameterSpec], Field(max_length=8)] = Field(
-        default_factory=dict
-    )
+    path_parameters: Annotated[dict[str, PathParameterSpec], Field(max_length=8)] = Field(default_factory=dict)
 
 
 class EntityMappingSpec(Model):
@@ -480,15 +485,12 @@ class DeletionGuardSpec(Model):
 class HttpEndpointMappingSpec(Model):
     """One endpoint of a source and how its items become entities."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!self.kind.contains('{') || has(self.selector) && has(self.selector.pathParameters)",
-                    "message": "kind has {placeholders}: give each one in selector.pathParameters",
-                },
-            ]
-        },
+    __rules__ = (
+        Rule(
+            "!self.kind.contains('{') || has(self.selector) && has(self.selector.pathParameters)",
+            "kind has {placeholders}: give each one in selector.pathParameters",
+            lambda m: "{" not in m.kind or "path_parameters" in m.selector.model_fields_set,
+        ),
     )
 
     source_ref: LocalObjectRef
