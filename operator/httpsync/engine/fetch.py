@@ -1,0 +1,383 @@
+"""Fetch the items of one endpoint mapping, page by page, as they arrive.
+
+:func:`iter_pages` yields the items of each page (already extracted with ``selector.dataPath``)
+without accumulating pages. A ``kind`` with ``{param}`` placeholders is a nested endpoint: the
+values of each placeholder come from its ``selector.pathParameters`` endpoint (fully paginated,
+placeholders resolved in dependency order), and the child endpoint is fetched once per
+combination of values, concurrently (bounded), each child item getting ``__<param>`` fields.
+
+Any failure, in a parent or in any child, fails the whole iteration: a partial fetch never looks
+like a complete one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
+from httpsync.engine.client import SourceClient
+from httpsync.engine.errors import ConfigError, DataPathError, ResponseFormatError
+from httpsync.engine.jqutil import compile_jq, json_type, normalize_path
+from httpsync.engine.pagination import PaginationPlan, a_json_type
+from httpsync.engine.redact import redact
+from httpsync.engine.url import fill_placeholders, format_param_value, merge_query, placeholder_names
+
+MAX_KEYS_SHOWN = 20
+# Child fetches at once, whatever maxConcurrentRequests says: each holds a page in memory, and the
+# client's semaphore bounds the requests anyway.
+MAX_FAN_OUT = 64
+
+
+@dataclass(slots=True)
+class FetchCounters:
+    """What fetching one endpoint mapping did. ``requests`` counts every attempt (parents and retries
+    included); ``pages`` and ``items_fetched`` count the mapping's own pages and items."""
+
+    requests: int = 0
+    pages: int = 0
+    items_fetched: int = 0
+    parent_pages: int = 0  # pages of path parameter endpoints (nested kinds)
+    parents: int = 0  # combinations of path parameter values whose child endpoint was fetched
+
+
+# --------------------------------------------------------------------------- compiled plan
+
+
+@dataclass(frozen=True, slots=True)
+class DataPath:
+    """A compiled ``dataPath``: where the array of items is in a response."""
+
+    field: str
+    expr: str | None
+    program: Any
+
+    @classmethod
+    def compile(cls, expr: str | None, field: str) -> DataPath:
+        if expr is None or expr.strip() in ("", "."):
+            return cls(field, None, None)
+        return cls(field, expr, compile_jq(normalize_path(expr), field))
+
+    def extract(self, body: Any, where: str) -> list[Any]:
+        """The items of ``body``; ``where`` (``GET <url>``) names the response in errors."""
+        if self.program is None:
+            value = body
+        else:
+            try:
+                outputs = self.program.input_value(body).all()
+            except ValueError as e:
+                detail = redact(str(e).strip().splitlines()[0] if str(e).strip() else "error")
+                raise DataPathError(
+                    f"{self.field} {self.expr!r} failed on the response of {where} ({a_json_type(body)}): "
+                    f"{detail}{_keys_hint(body)}"
+                ) from None
+            if len(outputs) != 1:
+                raise DataPathError(
+                    f"{self.field} {self.expr!r} gave {len(outputs)} values, not one array, in the response "
+                    f"of {where}; wrap it in [ ] to collect them{_keys_hint(body)}"
+                )
+            value = outputs[0]
+        if isinstance(value, list):
+            return value
+        shown = repr(self.expr) if self.expr else "'.' (the default)"
+        hint = "" if self.expr else "; set it to the array's path, or '[.]' to take the response as one item"
+        raise DataPathError(
+            f"{self.field} {shown} found {json_type(value)}, not an array, in the response of {where}"
+            f"{_keys_hint(body)}{hint}"
+        )
+
+
+def _keys_hint(body: Any) -> str:
+    if not isinstance(body, dict):
+        return ""
+    keys = list(body)
+    shown = ", ".join(redact(str(k)) for k in keys[:MAX_KEYS_SHOWN])
+    more = f", ... ({len(keys)} keys)" if len(keys) > MAX_KEYS_SHOWN else ""
+    return f"; top-level keys: {shown or '(none)'}{more}"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRequest:
+    """How to request the pages of one endpoint (the mapping's, or a path parameter's)."""
+
+    field: str  # spec field prefix for messages: selector or selector.pathParameters.<name>
+    template: str  # endpoint path, maybe with placeholders
+    method: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    data_path: DataPath
+
+
+@dataclass(frozen=True, slots=True)
+class PathParameter:
+    name: str
+    request: EndpointRequest
+    field: Any  # compiled jq
+    field_expr: str
+    filter: Any | None  # compiled jq
+    depends_on: tuple[str, ...]  # placeholders of its endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPlan:
+    """Everything :func:`iter_pages` needs, compiled once (invalid jq and bad placeholders fail here)."""
+
+    request: EndpointRequest
+    parameters: tuple[PathParameter, ...]  # in dependency order
+    pagination: PaginationPlan
+
+    @classmethod
+    def compile(cls, mapping: HttpEndpointMappingSpec, pagination: PaginationSpec) -> FetchPlan:
+        selector = mapping.selector
+        request = EndpointRequest(
+            field="selector",
+            template=mapping.kind,
+            method=selector.method.value,
+            params=dict(selector.query_params),
+            headers=dict(selector.headers),
+            body=selector.body,
+            data_path=DataPath.compile(selector.data_path, "selector.dataPath"),
+        )
+        order = _dependency_order(mapping)
+        parameters = []
+        for name in order:
+            spec = selector.path_parameters[name]
+            prefix = f"selector.pathParameters.{name}"
+            parameters.append(
+                PathParameter(
+                    name=name,
+                    request=EndpointRequest(
+                        field=prefix,
+                        template=spec.endpoint,
+                        method=spec.method.value,
+                        params=dict(spec.query_params),
+                        headers=dict(spec.headers),
+                        body=None,
+                        data_path=DataPath.compile(spec.data_path, f"{prefix}.dataPath"),
+                    ),
+                    field=compile_jq(normalize_path(spec.field), f"{prefix}.field"),
+                    field_expr=spec.field,
+                    filter=compile_jq(spec.filter, f"{prefix}.filter") if spec.filter else None,
+                    depends_on=tuple(placeholder_names(spec.endpoint)),
+                )
+            )
+        return cls(request, tuple(parameters), PaginationPlan.compile(pagination))
+
+
+def _dependency_order(mapping: HttpEndpointMappingSpec) -> list[str]:
+    """The placeholders ``kind`` needs (directly or through parameter endpoints), each after the
+    placeholders its own endpoint uses."""
+    params = mapping.selector.path_parameters
+    order: list[str] = []
+    visiting: list[str] = []
+
+    def visit(name: str, needed_by: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            cycle = " -> ".join([*visiting[visiting.index(name) :], name])
+            raise ConfigError(f"selector.pathParameters: the endpoints depend on each other in a cycle ({cycle})")
+        if name not in params:
+            raise ConfigError(f"{needed_by} uses the placeholder {{{name}}}: add selector.pathParameters.{name}")
+        visiting.append(name)
+        for dep in placeholder_names(params[name].endpoint):
+            visit(dep, f"selector.pathParameters.{name}.endpoint {params[name].endpoint!r}")
+        visiting.pop()
+        order.append(name)
+
+    for name in placeholder_names(mapping.kind):
+        visit(name, f"kind {mapping.kind!r}")
+    return order
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+async def _endpoint_pages(
+    client: SourceClient,
+    plan: FetchPlan,
+    request: EndpointRequest,
+    values: dict[str, Any],
+    counters: FetchCounters,
+    *,
+    main: bool,
+) -> AsyncIterator[list[Any]]:
+    """The item lists of every page of one endpoint, its placeholders filled from ``values``."""
+    url = client.url_for(fill_placeholders(request.template, values))
+    paginator = plan.pagination.start(url, request.params, display=client.display)
+    page: tuple[str, dict[str, str]] | None = paginator.first_request()
+    while page is not None:
+        page_url, params = page
+        body, response = await client.get_json(
+            request.method,
+            page_url,
+            params=params,
+            headers=request.headers,
+            json_body=request.body,
+            counter=counters,
+        )
+        where = f"{request.method} {client.display(merge_query(page_url, params))}"
+        items = request.data_path.extract(body, where)
+        page = paginator.next_request(response, body, items)
+        if main:
+            counters.pages += 1
+            counters.items_fetched += len(items)
+        else:
+            counters.parent_pages += 1
+        yield items
+
+
+def _parameter_value(parameter: PathParameter, item: Any, where: str) -> Any:
+    """The placeholder value of one parent item; None to skip the item."""
+    prefix = f"selector.pathParameters.{parameter.name}"
+    try:
+        if parameter.filter is not None and parameter.filter.input_value(item).first() is not True:
+            return None
+        value = parameter.field.input_value(item).first()
+    except StopIteration:
+        return None
+    except ValueError as e:
+        detail = redact(str(e).strip().splitlines()[0] if str(e).strip() else "error")
+        raise ResponseFormatError(f"{prefix}: jq failed on an item of {where}: {detail}") from None
+    if value is None:
+        return None
+    try:
+        format_param_value(value)
+    except ValueError:
+        raise ResponseFormatError(
+            f"{prefix}.field {parameter.field_expr!r} gave {a_json_type(value)} for an item of {where}; "
+            "a path parameter needs a string, number or boolean"
+        ) from None
+    return value
+
+
+class _Combinations:
+    """Every combination of path parameter values, parents fetched as needed (streamed)."""
+
+    def __init__(self, client: SourceClient, plan: FetchPlan, counters: FetchCounters) -> None:
+        self.client = client
+        self.plan = plan
+        self.counters = counters
+        self._independent: dict[str, list[Any]] = {}  # values of parameters without dependencies
+
+    async def _values(self, parameter: PathParameter, binding: dict[str, Any]) -> AsyncIterator[Any]:
+        seen: set[str] = set()
+        request = parameter.request
+        async for items in _endpoint_pages(self.client, self.plan, request, binding, self.counters, main=False):
+            where = f"{request.method} {self.client.display(self.client.url_for(request.template))}"
+            for item in items:
+                value = _parameter_value(parameter, item, where)
+                if value is None:
+                    continue
+                key = format_param_value(value)
+                if key not in seen:  # the same parent twice would fetch its children twice
+                    seen.add(key)
+                    yield value
+
+    async def _cached_values(self, parameter: PathParameter) -> list[Any]:
+        if parameter.name not in self._independent:
+            self._independent[parameter.name] = [v async for v in self._values(parameter, {})]
+        return self._independent[parameter.name]
+
+    async def iterate(self, index: int = 0, binding: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+        binding = binding or {}
+        parameters = self.plan.parameters
+        if index == len(parameters):
+            yield binding
+            return
+        parameter = parameters[index]
+        if index > 0 and not parameter.depends_on:
+            # Independent of the earlier parameters: fetch its values once, not once per combination.
+            for value in await self._cached_values(parameter):
+                async for combination in self.iterate(index + 1, {**binding, parameter.name: value}):
+                    yield combination
+            return
+        values = self._values(parameter, {k: binding[k] for k in parameter.depends_on})
+        async for value in values:
+            async for combination in self.iterate(index + 1, {**binding, parameter.name: value}):
+                yield combination
+
+
+def _annotate(items: list[Any], binding: dict[str, Any]) -> None:
+    fields = {f"__{name}": value for name, value in binding.items()}
+    for item in items:
+        if isinstance(item, dict):
+            item.update(fields)
+
+
+_DONE = object()
+
+
+async def _fan_out(client: SourceClient, plan: FetchPlan, counters: FetchCounters) -> AsyncIterator[list[Any]]:
+    """Fetch the child endpoint for every combination of parameter values, at most
+    ``maxConcurrentRequests`` (and :data:`MAX_FAN_OUT`) children at once, and yield the child pages
+    as they arrive.
+
+    Bounded queues keep memory small: parent discovery waits while all workers are busy, and
+    workers wait while the consumer is behind.
+    """
+    workers = min(client.spec.max_concurrent_requests, MAX_FAN_OUT)
+    jobs: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=workers)
+    results: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers)
+
+    async def produce() -> None:
+        try:
+            async for binding in _Combinations(client, plan, counters).iterate():
+                await jobs.put(binding)
+            for _ in range(workers):
+                await jobs.put(None)
+        except Exception as e:
+            await results.put(e)
+
+    async def work() -> None:
+        try:
+            while (binding := await jobs.get()) is not None:
+                counters.parents += 1
+                async for items in _endpoint_pages(client, plan, plan.request, binding, counters, main=True):
+                    _annotate(items, binding)
+                    await results.put(items)
+            await results.put(_DONE)
+        except Exception as e:
+            await results.put(e)
+
+    tasks = [asyncio.create_task(produce(), name="httpsync-parents")]
+    tasks += [asyncio.create_task(work(), name=f"httpsync-child-{i}") for i in range(workers)]
+    try:
+        done = 0
+        while done < workers:
+            result = await results.get()
+            if result is _DONE:
+                done += 1
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                yield result
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def iter_pages(
+    client: SourceClient,
+    mapping: HttpEndpointMappingSpec,
+    pagination: PaginationSpec,
+    counters: FetchCounters,
+) -> AsyncIterator[list[Any]]:
+    """Yield the items of each page of ``mapping``'s endpoint as it arrives.
+
+    ``pagination`` is the effective spec (the mapping's, else the source's); nested endpoints'
+    parents use it too. Raises an :class:`~httpsync.engine.errors.EngineError` on any failure:
+    pages already yielded are then only part of the data.
+    """
+    plan = FetchPlan.compile(mapping, pagination)
+    client.url_for(mapping.kind)  # a kind on another host fails before any request
+    if not plan.parameters:
+        async for items in _endpoint_pages(client, plan, plan.request, {}, counters, main=True):
+            yield items
+        return
+    async for items in _fan_out(client, plan, counters):
+        yield items

@@ -1,0 +1,1 @@
+"""A real loopback HTTP API for the engine's tests (see :mod:`tests.testapi.server`)."""
