@@ -23,7 +23,7 @@ from httpsync.devcluster.cluster import ControlPlane, ControlPlaneError, build_b
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.testapi.fixtures"]
+pytest_plugins = ["tests.testapi.fixtures", "tests.portapi.fixtures"]
 
 
 @dataclass

@@ -335,14 +335,18 @@ class PortSinkSpec(Model):
     base_url: str = Field(
         default="https://api.getport.io",
         max_length=URL_MAX,
-        description="Port API base URL (EU or US region).",
+        pattern=r"^https?://",
+        description="Port API base URL (EU https://api.getport.io, US https://api.us.getport.io).",
     )
     secret_ref: LocalObjectRef = Field(description="Secret with keys clientId and clientSecret.")
 
 
 class WebhookSinkSpec(Model):
-    url: str = Field(min_length=1, max_length=URL_MAX)
-    secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the HMAC signing secret.")
+    url: str = Field(min_length=1, max_length=URL_MAX, pattern=r"^https?://", description="Where batches are POSTed.")
+    secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret (and key, default secret) holding the HMAC-SHA256 signing secret of X-Httpsync-Signature.",
+    )
 
 
 class SinkSpec(Model):

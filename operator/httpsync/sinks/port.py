@@ -1,0 +1,385 @@
+"""The Port sink: entities go to a Port organisation through Port's public REST API.
+
+- Auth: ``POST /v1/auth/access_token`` with the client id and secret; the token is cached until
+  shortly before it expires, refreshed once when Port answers 401, and concurrent requests share
+  one refresh.
+- Upsert: per blueprint, ``POST /v1/blueprints/{bp}/entities/bulk?upsert=true&merge=true`` in
+  batches bounded by entity count and body size. Port's per-entity errors become
+  :attr:`SinkReport.failed` entries. A 413 splits the batch in halves down to single entities
+  (``POST /v1/blueprints/{bp}/entities``); one entity still too large is a failed entry.
+- Delete: ``POST /v1/blueprints/{bp}/bulk/entities/delete`` (up to 100 identifiers); when that
+  answers 404, 405 or 422 (an older API, an already-deleted entity, an entity with dependents),
+  one ``DELETE /v1/blueprints/{bp}/entities/{id}`` per entity, where 404 means already gone.
+- Requests are idempotent, so connection errors, timeouts, 408, 429 (``Retry-After`` honoured)
+  and 5xx are retried with exponential backoff and full jitter. Other errors on a whole batch
+  raise :class:`SinkError`.
+
+No message contains the client secret or an access token: both are registered with
+:func:`register_secret` and every text built from a response goes through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+from urllib.parse import quote
+
+import httpx
+
+from httpsync.engine.client import body_start, retry_after_seconds, status_text
+from httpsync.engine.errors import ConfigError, SinkError
+from httpsync.engine.redact import redact, register_secret
+from httpsync.engine.types import Entity, EntityRef
+from httpsync.engine.url import display_url
+from httpsync.sinks.base import SinkReport
+
+EU_BASE_URL = "https://api.getport.io"
+US_BASE_URL = "https://api.us.getport.io"
+
+TOKEN_PATH = "/v1/auth/access_token"
+UPSERT_PARAMS = {"upsert": "true", "merge": "true"}
+DELETE_PARAMS = {"delete_dependents": "false"}
+DELETE_BATCH = 100
+MESSAGE_MAX = 300
+
+_RETRY_STATUSES = frozenset({408, 429})
+_RETRY_EXCEPTIONS = (TimeoutError, httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_BULK_OPEN, _BULK_CLOSE = b'{"entities":[', b"]}"
+_AUTH_HINT = "check clientId and clientSecret in the Secret named by sink.port.secretRef"
+
+
+class _Encoded(NamedTuple):
+    """One entity as Port's JSON, serialised once (its size decides the batches)."""
+
+    identifier: str
+    data: bytes
+
+
+def port_entity(entity: Entity) -> dict[str, Any]:
+    """The entity in the shape Port's API takes; null title, icon and team are left out."""
+    body: dict[str, Any] = {"identifier": entity["identifier"], "blueprint": entity["blueprint"]}
+    for key in ("title", "icon", "team"):
+        value = entity.get(key)
+        if value is not None:
+            body[key] = value
+    body["properties"] = entity.get("properties") or {}
+    body["relations"] = entity.get("relations") or {}
+    return body
+
+
+def _encode(entity: Entity) -> _Encoded:
+    data = json.dumps(port_entity(entity), separators=(",", ":"), ensure_ascii=False).encode()
+    return _Encoded(entity["identifier"], data)
+
+
+def _seg(value: str) -> str:
+    """A URL path segment: every reserved character encoded (identifiers may hold ``/``)."""
+    return quote(value, safe="")
+
+
+def _short(text: str) -> str:
+    text = redact(" ".join(str(text).split()))
+    return text[:MESSAGE_MAX] + "..." if len(text) > MESSAGE_MAX else text
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
+class PortSink:
+    """Writes entities to Port. One instance per sink configuration; close it with :meth:`aclose`."""
+
+    name = "port"
+
+    TOKEN_MARGIN_SECONDS = 60.0
+    TOKEN_MARGIN_RATIO = 0.1
+    MAX_BACKOFF_SECONDS = 30.0
+    MAX_RETRY_AFTER_SECONDS = 300.0
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        batch_size: int = 20,
+        max_body_bytes: int = 1_048_576,
+        timeout: float = 30,
+        max_retries: int = 5,
+        backoff: float = 0.5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not base_url.lower().startswith(("https://", "http://")):
+            raise ConfigError(f"the Port baseUrl {display_url(base_url)!r} must start with https://")
+        if batch_size < 1 or max_body_bytes < 64:
+            raise ValueError("batch_size must be >= 1 and max_body_bytes >= 64")
+        register_secret(client_secret)
+        self.base_url = base_url.rstrip("/")
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self.batch_size = batch_size
+        self.max_body_bytes = max_body_bytes
+        self._timeout = float(timeout)
+        self._max_retries = max_retries
+        self._backoff = backoff
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,  # the token goes to the Port host only
+            headers={"Accept": "application/json", "User-Agent": "httpsync"},
+        )
+        self._lock = asyncio.Lock()
+        self._authorization: str | None = None
+        self._expires_at = 0.0
+        self.token_requests = 0
+        self.requests = 0
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- access token
+
+    def _current_authorization(self) -> str | None:
+        if self._authorization is not None and time.monotonic() < self._expires_at:
+            return self._authorization
+        return None
+
+    async def _get_authorization(self, *, stale: str | None = None) -> str:
+        """The ``Authorization`` header value. ``stale`` is a value Port refused: get a new one
+        unless another request already did."""
+        current = self._current_authorization()
+        if current is not None and current != stale:
+            return current
+        async with self._lock:
+            current = self._current_authorization()
+            if current is not None and current != stale:
+                return current
+            return await self._fetch_token()
+
+    async def _fetch_token(self) -> str:
+        self.token_requests += 1
+        body = json.dumps({"clientId": self._client_id, "clientSecret": self._client_secret}).encode()
+        response = await self._call("POST", TOKEN_PATH, body=body, authorized=False)
+        where = f"the Port token endpoint {self._shown(TOKEN_PATH)}"
+        if response.status_code in (401, 403):
+            raise SinkError(
+                f"{where} refused the credentials ({status_text(response.status_code)}): "
+                f"{body_start(response)}; {_AUTH_HINT}",
+                reason="PortAuthFailed",
+                stalled=True,
+            )
+        if not response.is_success:
+            raise SinkError(
+                f"{where} returned {status_text(response.status_code)}: {body_start(response)}",
+                reason="PortAuthFailed",
+                stalled=response.status_code < 500,
+            )
+        data = _json_or_none(response)
+        token = data.get("accessToken") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            keys = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
+            raise SinkError(f"{where} returned no accessToken (got: {keys})", reason="PortAuthFailed")
+        register_secret(token)
+        token_type = data.get("tokenType") or "Bearer"
+        self._authorization = f"{token_type} {token}"
+        self._expires_at = time.monotonic() + self._lifetime(data.get("expiresIn"))
+        return self._authorization
+
+    def _lifetime(self, expires_in: Any) -> float:
+        """Seconds to use a token: its lifetime minus a margin (10%, at most a minute)."""
+        try:
+            lifetime = float(expires_in)
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        if not lifetime > 0:
+            return 0.0
+        return lifetime - min(self.TOKEN_MARGIN_SECONDS, lifetime * self.TOKEN_MARGIN_RATIO)
+
+    # -- requests
+
+    def _shown(self, path: str) -> str:
+        return display_url(self.base_url + path)
+
+    def _delay(self, attempt: int, response: httpx.Response | None = None) -> float:
+        if response is not None:
+            server = retry_after_seconds(response.headers)
+            if server is not None:
+                return min(server, self.MAX_RETRY_AFTER_SECONDS)
+        return random.uniform(0.0, min(self.MAX_BACKOFF_SECONDS, self._backoff * 2**attempt))
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        authorized: bool = True,
+    ) -> httpx.Response:
+        """Send one request, retrying what a retry can fix, and return the final response (any
+        status but a retryable one). A 401 gets one new token and one resend."""
+        shown = f"{method} {self._shown(path)}"
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        attempts = 1 + self._max_retries
+        attempt = 0
+        refreshed = False
+        failure = ""
+        while True:
+            if authorized:
+                headers["Authorization"] = await self._get_authorization()
+            self.requests += 1
+            response: httpx.Response | None = None
+            try:
+                async with asyncio.timeout(self._timeout):
+                    response = await self._http.request(
+                        method, self.base_url + path, content=body, params=params, headers=headers
+                    )
+            except _RETRY_EXCEPTIONS as e:
+                failure = f"timed out after {self._timeout:g} s" if isinstance(e, TimeoutError) else "failed"
+                failure += f" ({type(e).__name__}: {_short(str(e)) or 'no detail'})"
+            except httpx.HTTPError as e:
+                raise SinkError(f"{shown} failed: {type(e).__name__}: {_short(str(e))}") from None
+            else:
+                status = response.status_code
+                if status == 401 and authorized and not refreshed:
+                    refreshed = True
+                    await self._get_authorization(stale=headers["Authorization"])
+                    continue
+                if not (status in _RETRY_STATUSES or status >= 500):
+                    return response
+                failure = f"returned {status_text(status)}: {body_start(response)}"
+            attempt += 1
+            if attempt >= attempts:
+                raise SinkError(f"{shown} {failure} ({attempts} attempts)")
+            await asyncio.sleep(self._delay(attempt - 1, response))
+
+    def _status_error(self, response: httpx.Response, what: str) -> SinkError:
+        status = response.status_code
+        request = response.request
+        text = f"{what}: {request.method} {display_url(str(request.url))} returned {status_text(status)}: "
+        text += body_start(response)
+        if status == 401:
+            return SinkError(f"{text}; {_AUTH_HINT}", reason="PortAuthFailed", stalled=True)
+        if status == 403:
+            return SinkError(
+                f"{text}; the Port credentials may not write this blueprint", reason="PortAuthFailed", stalled=True
+            )
+        return SinkError(text, stalled=status in (400, 404, 405, 410, 413, 422))
+
+    # -- upsert
+
+    async def upsert(self, owner: str, entities: Sequence[Entity]) -> SinkReport:
+        report = SinkReport()
+        by_blueprint: dict[str, list[_Encoded]] = {}
+        for entity in entities:
+            by_blueprint.setdefault(entity["blueprint"], []).append(_encode(entity))
+        for blueprint, items in by_blueprint.items():
+            for chunk in self._chunks(items):
+                await self._upsert_bulk(blueprint, chunk, report)
+        return report
+
+    def _chunks(self, items: list[_Encoded]) -> Iterator[list[_Encoded]]:
+        """Batches of at most ``batch_size`` entities whose bulk body fits ``max_body_bytes`` (an
+        entity larger than that on its own still gets a batch: Port decides)."""
+        empty = len(_BULK_OPEN) + len(_BULK_CLOSE)
+        chunk: list[_Encoded] = []
+        size = empty
+        for item in items:
+            extra = len(item.data) + (1 if chunk else 0)
+            if chunk and (len(chunk) >= self.batch_size or size + extra > self.max_body_bytes):
+                yield chunk
+                chunk, size, extra = [], empty, len(item.data)
+            chunk.append(item)
+            size += extra
+        if chunk:
+            yield chunk
+
+    async def _upsert_bulk(self, blueprint: str, chunk: list[_Encoded], report: SinkReport) -> None:
+        body = _BULK_OPEN + b",".join(item.data for item in chunk) + _BULK_CLOSE
+        path = f"/v1/blueprints/{_seg(blueprint)}/entities/bulk"
+        response = await self._call("POST", path, body=body, params=UPSERT_PARAMS)
+        if response.status_code == 413:
+            mid = len(chunk) // 2
+            halves = [chunk[:mid], chunk[mid:]] if len(chunk) > 1 else [chunk]
+            for half in halves:
+                if len(half) == 1:
+                    await self._upsert_one(blueprint, half[0], report)
+                else:
+                    await self._upsert_bulk(blueprint, half, report)
+            return
+        if not response.is_success:
+            raise self._status_error(response, f"Port rejected a batch of {len(chunk)} {blueprint!r} entities")
+        report.failed.extend(_bulk_failures(blueprint, chunk, _json_or_none(response)))
+
+    async def _upsert_one(self, blueprint: str, item: _Encoded, report: SinkReport) -> None:
+        path = f"/v1/blueprints/{_seg(blueprint)}/entities"
+        response = await self._call("POST", path, body=item.data, params=UPSERT_PARAMS)
+        ref = EntityRef(blueprint, item.identifier)
+        status = response.status_code
+        if status == 413:
+            report.failed.append((ref, f"entity larger than Port accepts ({len(item.data)} bytes of JSON)"))
+        elif status in (400, 409, 422):
+            report.failed.append((ref, f"Port rejected the entity ({status_text(status)}): {body_start(response)}"))
+        elif not response.is_success:
+            raise self._status_error(response, f"Port rejected the {blueprint!r} entity {item.identifier!r}")
+
+    # -- delete
+
+    async def delete(self, owner: str, refs: Sequence[EntityRef]) -> SinkReport:
+        report = SinkReport()
+        by_blueprint: dict[str, list[str]] = {}
+        for ref in refs:
+            by_blueprint.setdefault(ref.blueprint, []).append(ref.identifier)
+        for blueprint, identifiers in by_blueprint.items():
+            for start in range(0, len(identifiers), DELETE_BATCH):
+                await self._delete_bulk(blueprint, identifiers[start : start + DELETE_BATCH], report)
+        return report
+
+    async def _delete_bulk(self, blueprint: str, identifiers: list[str], report: SinkReport) -> None:
+        body = json.dumps({"entities": identifiers}, ensure_ascii=False).encode()
+        path = f"/v1/blueprints/{_seg(blueprint)}/bulk/entities/delete"
+        response = await self._call("POST", path, body=body, params=DELETE_PARAMS)
+        if response.status_code in (404, 405, 422):
+            # No bulk route (older API), an entity already gone, or one with dependents that fails
+            # the whole bulk: one by one, so each entity gets its own outcome.
+            for identifier in identifiers:
+                await self._delete_one(blueprint, identifier, report)
+        elif not response.is_success:
+            raise self._status_error(response, f"Port refused to delete {len(identifiers)} {blueprint!r} entities")
+
+    async def _delete_one(self, blueprint: str, identifier: str, report: SinkReport) -> None:
+        path = f"/v1/blueprints/{_seg(blueprint)}/entities/{_seg(identifier)}"
+        response = await self._call("DELETE", path, params=DELETE_PARAMS)
+        status = response.status_code
+        if response.is_success or status == 404:  # 404: already gone
+            return
+        if status in (400, 409, 422):
+            message = f"Port refused to delete the entity ({status_text(status)}): {body_start(response)}"
+            report.failed.append((EntityRef(blueprint, identifier), message))
+            return
+        raise self._status_error(response, f"Port refused to delete the {blueprint!r} entity {identifier!r}")
+
+
+def _bulk_failures(blueprint: str, chunk: list[_Encoded], data: Any) -> list[tuple[EntityRef, str]]:
+    """The per-entity errors of a bulk upsert response, as failed refs. ``index`` points into the
+    batch; ``identifier`` is the fallback."""
+    errors = data.get("errors") if isinstance(data, dict) else None
+    failed: list[tuple[EntityRef, str]] = []
+    for error in errors if isinstance(errors, list) else []:
+        if not isinstance(error, dict):
+            continue
+        index = error.get("index")
+        if isinstance(index, int) and 0 <= index < len(chunk):
+            identifier = chunk[index].identifier
+        else:
+            identifier = str(error.get("identifier", ""))
+        message = error.get("message") or error.get("error") or "rejected by Port"
+        failed.append((EntityRef(blueprint, identifier), _short(str(message))))
+    return failed

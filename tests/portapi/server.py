@@ -1,0 +1,394 @@
+"""A real HTTP emulator of Port's public REST API, for the Port sink's tests.
+
+Runs on 127.0.0.1 (a random free port) inside the tests (:class:`PortApi`, fixture ``portapi`` in
+``tests.portapi.fixtures``) or standalone::
+
+    python -m tests.portapi.server --port 8098
+
+Entities live in memory per blueprint (``state.entities[blueprint][identifier]``). Every request
+is logged (``state.log``: method, decoded path, raw path, query, headers, body bytes, status).
+
+Endpoints (the contract of https://docs.port.io/api-reference):
+
+  POST   /v1/auth/access_token                        {"clientId","clientSecret"} ->
+                                                      {"ok","accessToken","expiresIn","tokenType"}
+  POST   /v1/blueprints/{bp}/entities/bulk            {"entities":[...]} (<= 20), ?upsert&merge ->
+                                                      200 or 207 {"ok","entities":[{index,identifier,created}],
+                                                      "errors":[{index,identifier,statusCode,error,message}]}
+  POST   /v1/blueprints/{bp}/entities                 one entity, ?upsert&merge -> 200/201 or 422
+  POST   /v1/blueprints/{bp}/bulk/entities/delete     {"entities":[ids]} (<= 100) -> {"ok","deletedEntities"};
+                                                      422 for the whole request if one has dependents
+  DELETE /v1/blueprints/{bp}/entities/{id}            404 if missing, 422 if it has dependents
+
+Knobs on :class:`PortState`: ``token_ttl`` (expiresIn, seconds, may be fractional),
+``revoke_tokens()`` (current tokens answer 401), ``token_requests``, ``reject`` (identifier ->
+per-entity error message), identifiers must match :data:`IDENTIFIER_RE`, ``blueprints`` (None:
+every blueprint exists; a set: others answer 404), ``max_body_bytes`` (larger bodies answer 413),
+``bulk_delete_enabled`` (False: the bulk delete route answers 404, like an older API),
+``dependents`` (identifiers whose deletion fails), ``inject(status, times, retry_after=...)``
+(the next requests to /v1/blueprints answer that status; ``token=True`` for the token endpoint),
+``echo_credentials`` (error bodies repeat the Authorization header and client secret they got:
+a careless server, for redaction tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+CLIENT_ID = "port-client-id-5c1f0a"
+CLIENT_SECRET = "port-client-secret-7e2b94d1c3"
+IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9@_.+:\/=-]+$")
+BULK_MAX = 20
+DELETE_BULK_MAX = 100
+BLUEPRINTS_PREFIX = "/v1/blueprints/"
+
+
+@dataclass
+class LoggedRequest:
+    method: str
+    path: str  # decoded
+    raw_path: str  # as sent (percent-encoded), query included
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    status: int | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Fault:
+    status: int
+    retry_after: str | None = None
+
+
+@dataclass
+class PortState:
+    entities: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    blueprints: set[str] | None = None
+    token_ttl: float = 3600.0
+    token_requests: int = 0
+    tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (monotonic)
+    reject: dict[str, str] = field(default_factory=dict)
+    dependents: set[str] = field(default_factory=set)
+    max_body_bytes: int | None = None
+    bulk_delete_enabled: bool = True
+    echo_credentials: bool = False
+    faults: list[Fault] = field(default_factory=list)
+    token_faults: list[Fault] = field(default_factory=list)
+    log: list[LoggedRequest] = field(default_factory=list)
+
+    def revoke_tokens(self) -> None:
+        self.tokens.clear()
+
+    def inject(self, status: int, times: int = 1, *, retry_after: str | None = None, token: bool = False) -> None:
+        """The next ``times`` requests (to /v1/blueprints, or to the token endpoint) answer ``status``."""
+        (self.token_faults if token else self.faults).extend(Fault(status, retry_after) for _ in range(times))
+
+    def requests_to(self, path_prefix: str, method: str | None = None) -> list[LoggedRequest]:
+        return [r for r in self.log if r.path.startswith(path_prefix) and (method is None or r.method == method)]
+
+    def entity(self, blueprint: str, identifier: str) -> dict[str, Any] | None:
+        return self.entities.get(blueprint, {}).get(identifier)
+
+    def count(self, blueprint: str | None = None) -> int:
+        if blueprint is not None:
+            return len(self.entities.get(blueprint, {}))
+        return sum(len(v) for v in self.entities.values())
+
+    def bulk_upserts(self) -> list[LoggedRequest]:
+        return [r for r in self.log if r.method == "POST" and r.path.endswith("/entities/bulk")]
+
+
+STATE = web.AppKey("state", PortState)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _state(request: web.Request) -> PortState:
+    return request.app[STATE]
+
+
+def _error(status: int, error: str, message: str, request: web.Request | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error": error, "message": message}
+    if request is not None and _state(request).echo_credentials:
+        body["receivedAuthorization"] = request.headers.get("Authorization", "")
+    return web.json_response(body, status=status)
+
+
+def _authorized(request: web.Request) -> bool:
+    auth = request.headers.get("Authorization", "")
+    token = auth.removeprefix("Bearer ")
+    return auth.startswith("Bearer ") and _state(request).tokens.get(token, 0.0) > time.monotonic()
+
+
+@web.middleware
+async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Log, then what Port does before a handler: body size limit, injected faults, auth."""
+    state = _state(request)
+    body = await request.read() if request.can_read_body else b""
+    entry = LoggedRequest(
+        method=request.method,
+        path=request.path,
+        raw_path=request.raw_path,
+        query=dict(request.query),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+    )
+    state.log.append(entry)
+    try:
+        response = await _pre_handler(request, state, body) or await handler(request)
+    except web.HTTPException as e:
+        entry.status = e.status
+        raise
+    entry.status = response.status
+    return response
+
+
+async def _pre_handler(request: web.Request, state: PortState, body: bytes) -> web.Response | None:
+    is_token = request.path == "/v1/auth/access_token"
+    if state.max_body_bytes is not None and len(body) > state.max_body_bytes:
+        return _error(413, "payload_too_large", f"Request body is too large (limit is {state.max_body_bytes} bytes)")
+    faults = state.token_faults if is_token else state.faults
+    if faults and (is_token or request.path.startswith(BLUEPRINTS_PREFIX)):
+        fault = faults.pop(0)
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+        payload = {"ok": False, "error": "injected", "status": fault.status}
+        return web.json_response(payload, status=fault.status, headers=headers)
+    if request.path.startswith(BLUEPRINTS_PREFIX) and not _authorized(request):
+        return _error(401, "unauthorized", "the access token is missing, invalid or expired", request)
+    return None
+
+
+# --------------------------------------------------------------------------- auth
+
+
+async def access_token(request: web.Request) -> web.Response:
+    state = _state(request)
+    state.token_requests += 1
+    try:
+        data = json.loads(await request.read())
+    except ValueError:
+        return _error(422, "invalid_request", "the body is not JSON")
+    client_id, client_secret = data.get("clientId"), data.get("clientSecret")
+    if client_id != CLIENT_ID or client_secret != CLIENT_SECRET:
+        message = "invalid client credentials"
+        if state.echo_credentials:
+            message += f" (clientId {client_id!r}, clientSecret {client_secret!r})"
+        return _error(401, "unauthorized", message)
+    token = f"port-at-{state.token_requests}-{secrets.token_hex(16)}"
+    state.tokens[token] = time.monotonic() + state.token_ttl
+    ttl = state.token_ttl
+    return web.json_response(
+        {"ok": True, "accessToken": token, "expiresIn": int(ttl) if ttl >= 1 else ttl, "tokenType": "Bearer"}
+    )
+
+
+# --------------------------------------------------------------------------- entities
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "false").lower() == "true"
+
+
+def _blueprint(request: web.Request) -> str | None:
+    """The blueprint of the request, or None if it does not exist."""
+    bp = request.match_info["bp"]
+    known = _state(request).blueprints
+    return bp if known is None or bp in known else None
+
+
+def _entity_error(state: PortState, bp: str, entity: Any, upsert: bool) -> tuple[str, str] | None:
+    """(error, message) if the entity cannot be written."""
+    if not isinstance(entity, dict):
+        return "invalid_entity", "an entity must be an object"
+    identifier = entity.get("identifier")
+    if not isinstance(identifier, str) or not IDENTIFIER_RE.match(identifier):
+        return "invalid_identifier", f"identifier {identifier!r} does not match pattern {IDENTIFIER_RE.pattern}"
+    if entity.get("blueprint", bp) != bp:
+        return "blueprint_mismatch", f"entity blueprint {entity.get('blueprint')!r} is not {bp!r}"
+    if identifier in state.reject:
+        return "entity_rejected", state.reject[identifier]
+    if not upsert and identifier in state.entities.get(bp, {}):
+        return "identifier_taken", f"an entity {identifier!r} already exists"
+    return None
+
+
+def _store(state: PortState, bp: str, entity: dict[str, Any], merge: bool) -> bool:
+    """Write the entity (merged into the existing one with ``merge``); True if it was created."""
+    stored = state.entities.setdefault(bp, {})
+    identifier = entity["identifier"]
+    old = stored.get(identifier)
+    new = {
+        "identifier": identifier,
+        "blueprint": bp,
+        "properties": dict(entity.get("properties") or {}),
+        "relations": dict(entity.get("relations") or {}),
+    }
+    for key in ("title", "icon", "team"):
+        if key in entity:
+            new[key] = entity[key]
+    if merge and old is not None:
+        merged = {**old, **{k: v for k, v in new.items() if k not in ("properties", "relations")}}
+        merged["properties"] = {**old.get("properties", {}), **new["properties"]}
+        merged["relations"] = {**old.get("relations", {}), **new["relations"]}
+        new = merged
+    stored[identifier] = new
+    return old is None
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.read())
+    except ValueError:
+        text = '{"ok": false, "error": "invalid_json"}'
+        raise web.HTTPBadRequest(text=text, content_type="application/json") from None
+
+
+async def bulk_upsert(request: web.Request) -> web.Response:
+    state = _state(request)
+    bp = _blueprint(request)
+    if bp is None:
+        return _error(404, "not_found", f"blueprint {request.match_info['bp']!r} was not found", request)
+    data = await _json_body(request)
+    entities = data.get("entities") if isinstance(data, dict) else None
+    if not isinstance(entities, list) or not 1 <= len(entities) <= BULK_MAX:
+        return _error(422, "invalid_request", f"body/entities must be an array of 1 to {BULK_MAX} items", request)
+    upsert, merge = _flag(request, "upsert"), _flag(request, "merge")
+    done: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for index, entity in enumerate(entities):
+        problem = _entity_error(state, bp, entity, upsert)
+        identifier = entity.get("identifier") if isinstance(entity, dict) else None
+        if problem is not None:
+            error, message = problem
+            errors.append(
+                {"index": index, "identifier": identifier, "statusCode": 422, "error": error, "message": message}
+            )
+            continue
+        created = _store(state, bp, entity, merge)
+        done.append({"index": index, "identifier": identifier, "created": created})
+    return web.json_response({"ok": not errors, "entities": done, "errors": errors}, status=207 if errors else 200)
+
+
+async def single_upsert(request: web.Request) -> web.Response:
+    state = _state(request)
+    bp = _blueprint(request)
+    if bp is None:
+        return _error(404, "not_found", f"blueprint {request.match_info['bp']!r} was not found", request)
+    entity = await _json_body(request)
+    problem = _entity_error(state, bp, entity, _flag(request, "upsert"))
+    if problem is not None:
+        return _error(422, *problem, request)
+    created = _store(state, bp, entity, _flag(request, "merge"))
+    body = {"ok": True, "entity": state.entity(bp, entity["identifier"])}
+    return web.json_response(body, status=201 if created else 200)
+
+
+async def bulk_delete(request: web.Request) -> web.Response:
+    state = _state(request)
+    if not state.bulk_delete_enabled:
+        return _error(404, "not_found", f"Route POST:{request.path} not found")
+    bp = _blueprint(request)
+    if bp is None:
+        return _error(404, "not_found", f"blueprint {request.match_info['bp']!r} was not found", request)
+    data = await _json_body(request)
+    ids = data.get("entities") if isinstance(data, dict) else None
+    if not isinstance(ids, list) or not 1 <= len(ids) <= DELETE_BULK_MAX or not all(isinstance(i, str) for i in ids):
+        return _error(422, "invalid_request", f"body/entities must be 1 to {DELETE_BULK_MAX} identifiers", request)
+    blocked = [i for i in ids if i in state.dependents]
+    if blocked and not _flag(request, "delete_dependents"):
+        return _error(422, "has_dependents", f"entities {blocked} have dependent entities", request)
+    stored = state.entities.get(bp, {})
+    deleted = [i for i in ids if stored.pop(i, None) is not None]
+    return web.json_response({"ok": True, "deletedEntities": deleted})
+
+
+async def single_delete(request: web.Request) -> web.Response:
+    """The identifier is read from the raw path, so an encoded ``/`` stays inside it."""
+    state = _state(request)
+    bp = _blueprint(request)
+    raw = request.raw_path.split("?", 1)[0]
+    identifier = unquote(raw.rsplit("/entities/", 1)[1])
+    stored = state.entities.get(bp, {}) if bp is not None else {}
+    if identifier not in stored:
+        return _error(404, "not_found", f"entity {identifier!r} was not found", request)
+    if identifier in state.dependents and not _flag(request, "delete_dependents"):
+        return _error(422, "has_dependents", f"entity {identifier!r} has dependent entities", request)
+    del stored[identifier]
+    return web.json_response({"ok": True})
+
+
+# --------------------------------------------------------------------------- app
+
+
+def make_app(state: PortState | None = None) -> web.Application:
+    app = web.Application(middlewares=[_gate], client_max_size=64 * 1024 * 1024)
+    app[STATE] = state or PortState()
+    r = app.router
+    r.add_post("/v1/auth/access_token", access_token)
+    r.add_post("/v1/blueprints/{bp}/entities/bulk", bulk_upsert)
+    r.add_post("/v1/blueprints/{bp}/entities", single_upsert)
+    r.add_post("/v1/blueprints/{bp}/bulk/entities/delete", bulk_delete)
+    r.add_delete("/v1/blueprints/{bp}/entities/{tail:.+}", single_delete)
+    return app
+
+
+class PortApi:
+    """The emulator running in the test's event loop on 127.0.0.1 and a free port."""
+
+    def __init__(self) -> None:
+        self.state = PortState()
+        self.app = make_app(self.state)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> list[LoggedRequest]:
+        return self.state.log
+
+    async def start(self) -> PortApi:
+        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> PortApi:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="httpsync's Port API emulator (see the module docstring)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8098)
+    args = parser.parse_args(argv)
+    print(f"Port emulator on http://{args.host}:{args.port} (clientId {CLIENT_ID!r}, clientSecret {CLIENT_SECRET!r})")
+    web.run_app(make_app(), host=args.host, port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()
