@@ -1,0 +1,194 @@
+"""What the local commands share: reading and checking manifests, the demo API, one HTTP client
+per source, and plain-text tables."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TextIO, TypeVar
+
+from httpsync.api.models import HttpEndpointMapping, PaginationSpec
+from httpsync.commands import CommandError
+from httpsync.engine.errors import EngineError
+from httpsync.engine.redact import redact
+from httpsync.local.manifests import ManifestError, Manifests, load_manifests, namespace_of
+
+R = TypeVar("R")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+MAPPING_CONCURRENCY = 8
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def add_manifest_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="manifest file or directory (.yaml, .yml, .json); repeatable",
+    )
+
+
+def add_catalog_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--catalog", metavar="FILE", help="catalog file (default: $HTTPSYNC_CATALOG, else ./httpsync-catalog.db)"
+    )
+
+
+def add_demo_args(parser: argparse.ArgumentParser) -> None:
+    from httpsync.demo.server import DEFAULT_PORT
+
+    parser.add_argument(
+        "--demo-api",
+        action="store_true",
+        help=f"serve the bundled demo API on 127.0.0.1 (port {DEFAULT_PORT}) while the command runs",
+    )
+    parser.add_argument("--demo-api-port", type=int, default=DEFAULT_PORT, metavar="PORT", help=argparse.SUPPRESS)
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def load(paths: Sequence[str]) -> Manifests:
+    """The manifests under ``paths``; exit 2 listing every problem."""
+    try:
+        manifests = load_manifests(paths)
+    except ManifestError as e:
+        raise CommandError("\n".join(e.problems), EXIT_INVALID) from None
+    for note in manifests.notes:
+        print(f"httpsync: note: {note}", file=sys.stderr)
+    return manifests
+
+
+def select_mappings(manifests: Manifests, names: Sequence[str] | None) -> list[HttpEndpointMapping]:
+    if not names:
+        if not manifests.mappings:
+            raise CommandError("no HttpEndpointMapping in the files given", EXIT_INVALID)
+        return list(manifests.mappings)
+    chosen = [m for m in manifests.mappings if m.metadata.name in names]
+    missing = sorted(set(names) - {m.metadata.name for m in chosen})
+    if missing:
+        raise CommandError(f"no HttpEndpointMapping named {', '.join(missing)} in the files given", EXIT_INVALID)
+    return chosen
+
+
+def pagination_of(manifests: Manifests, mapping: HttpEndpointMapping) -> PaginationSpec:
+    return mapping.spec.pagination or manifests.source_of(mapping).spec.pagination
+
+
+def owner_of(mapping: HttpEndpointMapping) -> str:
+    return f"{namespace_of(mapping)}/{mapping.metadata.name}"
+
+
+def check_mappings(manifests: Manifests, mappings: Sequence[HttpEndpointMapping]) -> dict[int, Any]:
+    """Compile every mapping's jq (mappings and fetch side) now: exit 2 naming file, object and field.
+    Returns the compiled mappers by ``id(mapping)``."""
+    from httpsync.engine.fetch import FetchPlan
+    from httpsync.engine.mapping import Mapper
+
+    mappers: dict[int, Any] = {}
+    problems: list[str] = []
+    for m in mappings:
+        try:
+            FetchPlan.compile(m.spec, pagination_of(manifests, m))
+            mappers[id(m)] = Mapper.from_spec(m.spec)
+        except EngineError as e:
+            problems.append(f"{manifests.where(m)}: {e.message}")
+    if problems:
+        raise CommandError("\n".join(problems), EXIT_INVALID)
+    return mappers
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_async(coro: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coro)
+
+
+@contextlib.asynccontextmanager
+async def demo_api(enabled: bool, port: int) -> AsyncIterator[None]:
+    if not enabled:
+        yield
+        return
+    from httpsync.demo.server import DemoApi
+
+    api = DemoApi("127.0.0.1", port)
+    try:
+        await api.start()
+    except OSError as e:
+        raise CommandError(
+            f"cannot serve the demo API on 127.0.0.1:{port}: {e.strerror or e} "
+            "(if `httpsync demo-api` is already running, leave out --demo-api)",
+            EXIT_FAILED,
+        ) from None
+    try:
+        yield
+    finally:
+        await api.stop()
+
+
+async def for_each_mapping(
+    manifests: Manifests,
+    mappings: Sequence[HttpEndpointMapping],
+    work: Callable[[Any, HttpEndpointMapping], Awaitable[R]],
+    source_failed: Callable[[HttpEndpointMapping, EngineError], R],
+) -> list[R]:
+    """Run ``work(client, mapping)`` for every mapping, with one HTTP client per source; sources run
+    concurrently, and at most MAPPING_CONCURRENCY mappings at once. Results keep the mappings' order.
+    A source whose client cannot be made (missing Secret, bad URL) gives ``source_failed`` results."""
+    from httpsync.engine.client import SourceClient
+
+    results: list[R | None] = [None] * len(mappings)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, m in enumerate(mappings):
+        groups.setdefault((namespace_of(m), m.spec.source_ref.name), []).append(i)
+    limit = asyncio.Semaphore(MAPPING_CONCURRENCY)
+
+    async def one(client: Any, i: int) -> None:
+        async with limit:
+            results[i] = await work(client, mappings[i])
+
+    async def source(key: tuple[str, str], indexes: list[int]) -> None:
+        spec = manifests.sources[key].spec
+        try:
+            client = await SourceClient.create(spec, manifests.secrets_for(key[0]))
+        except EngineError as e:
+            for i in indexes:
+                results[i] = source_failed(mappings[i], e)
+            return
+        except Exception as e:
+            error = EngineError(redact(f"cannot create the HTTP client: {type(e).__name__}: {e}"))
+            for i in indexes:
+                results[i] = source_failed(mappings[i], error)
+            return
+        async with client:
+            await asyncio.gather(*(one(client, i) for i in indexes))
+
+    await asyncio.gather(*(source(k, v) for k, v in groups.items()))
+    return [r for r in results if r is not None]
+
+
+# --------------------------------------------------------------------------- output
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

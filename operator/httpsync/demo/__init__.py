@@ -1,0 +1,1 @@
+"""A small demo API for the examples (see :mod:`httpsync.demo.server`)."""
