@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONTROL_PLANE := operator/httpsync/devcluster/build-control-plane.sh
 
-.PHONY: venv demo test lint unit crds crds-check control-plane cluster-up cluster-down bench clean
+.PHONY: venv demo test lint unit crds control-plane cluster-up cluster-down bench e2e-kind clean
 
 $(BIN)/httpsync: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ control-plane:
 lint: venv
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/python -m httpsync.api.crdgen --check
+	$(BIN)/python -m tests.helm.chartcrds --check
 
 ## Everything: lint, CRD drift check, unit and integration tests on a real kube-apiserver + etcd.
 test: venv control-plane lint
@@ -36,6 +37,7 @@ unit: venv
 
 crds: venv
 	$(BIN)/python -m httpsync.api.crdgen
+	$(BIN)/python -m tests.helm.chartcrds
 
 cluster-up: venv
 	$(BIN)/httpsync cluster up
@@ -45,6 +47,10 @@ cluster-down: venv
 
 bench: venv
 	$(BIN)/python -m bench
+
+## Needs Docker and kind (not available on the development machines): image, chart, quickstart, wait for Ready.
+e2e-kind:
+	bash hack/e2e-kind.sh
 
 clean:
 	rm -rf $(VENV) httpsync-catalog.db .pytest_cache .ruff_cache

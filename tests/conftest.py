@@ -59,9 +59,7 @@ class Kube:
             timeout=timeout,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(
-                f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
-            )
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
         return proc
 
     def get_json(self, *args: str) -> Any:
@@ -75,13 +73,25 @@ class Kube:
 
     def apply_crds(self) -> None:
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-        self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/httpsources.httpsync.io",
-            "crd/httpendpointmappings.httpsync.io",
-        )
+        wait_established(self)
+
+
+CRD_NAMES = ("crd/httpsources.httpsync.io", "crd/httpendpointmappings.httpsync.io")
+
+
+def wait_established(kube: Kube, timeout: float = 60) -> None:
+    """Wait for both CRDs to be Established and served. Right after creation `kubectl wait` can fail
+    at once with "conditions accessor error" (no status yet) instead of waiting: retry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = kube.kubectl("wait", "--for=condition=Established", "--timeout=30s", *CRD_NAMES, check=False)
+        if (
+            proc.returncode == 0
+            and kube.kubectl("get", "httpsources,httpendpointmappings", "-A", check=False).returncode == 0
+        ):
+            return
+        assert time.monotonic() < deadline, f"CRDs not Established: {proc.stderr}"
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

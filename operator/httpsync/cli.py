@@ -15,19 +15,17 @@ import sys
 from collections.abc import Sequence
 
 from httpsync.commands import CommandError
-from httpsync.engine.redact import redact
+from httpsync.engine.redact import RedactingFormatter, redact
 
 COMMAND_MODULES: list[str] = [
     "httpsync.commands.sync",
     "httpsync.commands.preview",
     "httpsync.commands.catalog",
     "httpsync.commands.demo",
+    "httpsync.commands.run",
+    "httpsync.commands.cluster",
 ]
 
-
-class _RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging(verbosity: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO if verbosity == 1 else logging.WARNING)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from httpsync.api import models as m
+from tests.conftest import wait_established
 
 pytestmark = pytest.mark.cluster
 
@@ -48,7 +49,7 @@ def mapping(name: str, **spec: Any) -> dict[str, Any]:
 def ns(kube: Any) -> str:
     """A fresh namespace, with both CRDs applied and Established (server-side apply is idempotent)."""
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *CRD_NAMES)
+    wait_established(kube)
     namespace = kube.new_namespace()
     # Discovery can lag right after Established: wait until the resources are served.
     deadline = time.monotonic() + 30

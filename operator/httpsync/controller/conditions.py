@@ -54,9 +54,7 @@ class Conditions:
             "status": status,
             "reason": _clean_reason(reason),
             "message": message[:MESSAGE_MAX],
-            "lastTransitionTime": now_iso()
-            if changed or old is None
-            else old.get("lastTransitionTime", now_iso()),
+            "lastTransitionTime": now_iso() if changed or old is None else old.get("lastTransitionTime", now_iso()),
         }
         if self.generation is not None:
             cond["observedGeneration"] = self.generation

@@ -81,9 +81,7 @@ async def source_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) ->
 
 
 @kopf.on.event(GROUP, VERSION, MAPPINGS)
-async def mapping_event(
-    type: str, body: kopf.Body, memo: kopf.Memo, sources_by_name: kopf.Index, **_: Any
-) -> None:
+async def mapping_event(type: str, body: kopf.Body, memo: kopf.Memo, sources_by_name: kopf.Index, **_: Any) -> None:
     if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
         return
     ref = mapping_ref(body)
@@ -103,8 +101,6 @@ async def mapping_deleted(
         message = redact(f"could not remove the entities of {namespace}/{name}: {e}")
         if retry < 4:
             raise kopf.TemporaryError(message, delay=15) from None
-        kopf.warn(
-            body, reason="EntitiesNotRemoved", message=f"{message}; giving up, the entities stay in the sink"
-        )
+        kopf.warn(body, reason="EntitiesNotRemoved", message=f"{message}; giving up, the entities stay in the sink")
         return
     log.info("mapping %s/%s deleted: removed %d entities", namespace, name, removed)

@@ -12,6 +12,7 @@ from pathlib import Path
 import kopf
 
 from httpsync.controller.config import OperatorConfig
+from httpsync.engine.redact import RedactingFormatter
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,7 +51,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="HOST|CIDR",
         help="replace the default deny list (cloud metadata addresses)",
     )
-    p.add_argument("--verbose", "-v", action="store_true")
 
 
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
@@ -85,13 +85,20 @@ async def operate(cfg: OperatorConfig, stop_flag: asyncio.Event | None = None) -
     )
 
 
+def setup_logging(*, debug: bool = False) -> None:
+    """INFO to stderr, every line through the secret redactor (kopf logs objects and errors)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # kopf logs every event handler's success at INFO: keep its warnings, not that chatter.
+    for noisy in ("kubernetes_asyncio", "httpx", "httpcore", "aiohttp.access", "kopf.objects"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(debug=getattr(args, "verbose", 0) > 1)
     cfg = config_from_args(args)
 
     async def _main() -> None:

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,11 +25,12 @@ from httpsync.controller.conditions import READY, RECONCILING, STALLED, Conditio
 from httpsync.controller.config import OperatorConfig
 from httpsync.controller.kube import KubeApi, KubeSecrets
 from httpsync.controller.metrics import Metrics
-from httpsync.engine.errors import ConfigError, EngineError
+from httpsync.controller.sinks import Sinks, Target
+from httpsync.controller.statebackup import ConfigMapStateBackup, StateCorruptError
+from httpsync.engine.errors import ConfigError, EngineError, SinkError
 from httpsync.engine.policy import DestinationPolicy
 from httpsync.engine.redact import redact
-from httpsync.engine.types import EndpointResult
-from httpsync.sinks.base import Sink, StateStore
+from httpsync.engine.types import EndpointResult, EntityRef
 
 log = logging.getLogger("httpsync.controller")
 
@@ -114,20 +116,18 @@ class SyncService:
         self,
         config: OperatorConfig,
         kube: KubeApi,
-        sink: Sink,
-        state: StateStore,
+        sinks: Sinks,
         metrics: Metrics,
     ) -> None:
         self.config = config
         self.kube = kube
-        self.sink = sink
-        self.state = state
+        self.sinks = sinks
         self.metrics = metrics
         self.policy = DestinationPolicy(allow=config.destination_allow, deny=config.destination_deny)
         self.loops: dict[tuple[str, str], SourceLoop] = {}
 
     async def aclose(self) -> None:
-        for closer in (self.sink.aclose, self.state.aclose, self.kube.aclose):
+        for closer in (self.sinks.aclose, self.kube.aclose):
             with contextlib.suppress(Exception):
                 await closer()
 
@@ -148,9 +148,7 @@ class SyncService:
             return
         st = body.get("status") or {}
         gen, req = int(meta.get("generation") or 0), (meta.get("annotations") or {}).get(REQUESTED_AT)
-        new = st.get("observedGeneration") != gen or (
-            req is not None and st.get("lastHandledReconcileAt") != req
-        )
+        new = st.get("observedGeneration") != gen or (req is not None and st.get("lastHandledReconcileAt") != req)
         if new and loop.started_source != (gen, req):
             loop.wake.set()
 
@@ -180,6 +178,7 @@ class SyncService:
                 if body.get("spec", {}).get("suspend"):
                     await self._mark_suspended(body, mappings_index)
                     await self._wait(loop, stopped, None)
+                    loop.next_due = 0.0  # resumed (or still suspended): sync as soon as it is allowed
                     continue
                 timeout = max(0.0, loop.next_due - time.time())
                 if timeout > 0:
@@ -193,9 +192,7 @@ class SyncService:
                     interval = await self.sync_source(body, mappings_index)
                 finally:
                     loop.syncing = False
-                loop.next_due = time.time() + interval * (
-                    1 + random.uniform(-self.config.jitter, self.config.jitter)
-                )
+                loop.next_due = time.time() + interval * (1 + random.uniform(-self.config.jitter, self.config.jitter))
                 await self._patch_source(body, {"nextSyncTime": _iso(loop.next_due)})
         finally:
             self.loops.pop((namespace, name), None)
@@ -246,9 +243,7 @@ class SyncService:
             cond.mark_reconciling("Progressing", "Syncing endpoints")
             if cond.status(READY) in (None, "Unknown"):
                 cond.mark_unknown("Progressing", "Waiting for the first sync")
-            await self._patch_source(
-                body, {"conditions": cond.to_list(), "observedGeneration": meta.get("generation")}
-            )
+            await self._patch_source(body, {"conditions": cond.to_list(), "observedGeneration": meta.get("generation")})
 
     async def mapping_first_contact(self, ref: MappingRef, *, source_exists: bool) -> None:
         """Called for every mapping event: a new mapping gets Ready=Unknown/Reconciling=True;
@@ -256,10 +251,7 @@ class SyncService:
         cond = Conditions(ref.status.get("conditions"), ref.generation)
         if not source_exists:
             current = cond.get(READY) or {}
-            if (
-                current.get("reason") == "SourceNotFound"
-                and ref.status.get("observedGeneration") == ref.generation
-            ):
+            if current.get("reason") == "SourceNotFound" and ref.status.get("observedGeneration") == ref.generation:
                 return
             cond.mark_not_ready(
                 "SourceNotFound",
@@ -267,9 +259,7 @@ class SyncService:
                 "spec.sourceRef.name (this mapping starts syncing as soon as the source exists)",
                 stalled=False,
             )
-            await self._patch_mapping(
-                ref, {"conditions": cond.to_list(), "observedGeneration": ref.generation}
-            )
+            await self._patch_mapping(ref, {"conditions": cond.to_list(), "observedGeneration": ref.generation})
             return
         if cond.status(READY) is None or (ref.is_new() and cond.status(RECONCILING) is None):
             cond.mark_reconciling("Progressing", "Sync requested")
@@ -298,9 +288,7 @@ class SyncService:
         for ref in self._mappings(body, mappings_index):
             mc = Conditions(ref.status.get("conditions"), ref.generation)
             mready = mc.get(READY) or {}
-            mc.set(
-                READY, mready.get("status", "Unknown"), "Suspended", f"HttpSource {meta['name']} is suspended"
-            )
+            mc.set(READY, mready.get("status", "Unknown"), "Suspended", f"HttpSource {meta['name']} is suspended")
             mc.delete(RECONCILING)
             await self._patch_mapping(ref, {"conditions": mc.to_list()})
         events.normal(body, "Suspended", msg)
@@ -348,31 +336,15 @@ class SyncService:
             source_error = ConfigError(f"spec is invalid: {_first_error(e)}")
             spec = None
 
-        client = None
         if spec is not None:
             try:
-                self.policy.check(spec.base_url)
-                client = await self._client(namespace, name, spec)
+                results = await self._sync_mappings(namespace, name, spec, mappings)
             except EngineError as e:
                 source_error = e
             except Exception as e:  # never let an unexpected error leak secrets or kill the loop
-                log.exception("source %s/%s: unexpected error creating the client", namespace, name)
+                log.exception("source %s/%s: unexpected error", namespace, name)
                 source_error = EngineError(redact(f"{type(e).__name__}: {e}"))
-
-        if client is not None and spec is not None:
-            try:
-                sem = asyncio.Semaphore(self.config.mapping_concurrency)
-
-                async def one(
-                    ref: MappingRef,
-                ) -> tuple[MappingRef, EndpointResult | None, EngineError | None]:
-                    async with sem:
-                        return await self._sync_mapping(ref, spec, client)
-
-                results = list(await asyncio.gather(*(one(r) for r in mappings)))
-            finally:
-                await client.aclose()
-        else:
+        if source_error is not None:
             results = [(r, None, source_error) for r in mappings]
 
         # Mapping statuses (one patch each).
@@ -390,11 +362,8 @@ class SyncService:
                 {
                     "name": ref.name,
                     "ready": "True" if ok else "False",
-                    "reason": (res.reason if res is not None else (err.reason if err else None))
-                    or "Succeeded",
-                    "message": ((res.message if res is not None else (err.message if err else "")) or "")[
-                        :1024
-                    ],
+                    "reason": (res.reason if res is not None else (err.reason if err else None)) or "Succeeded",
+                    "message": ((res.message if res is not None else (err.message if err else "")) or "")[:1024],
                 }
             )
         if source_error is not None:
@@ -428,20 +397,35 @@ class SyncService:
         events.on_transition(body, ready_before, cond.get(READY) or {})
         return interval
 
-    async def _client(self, namespace: str, source: str, spec: HttpSourceSpec) -> Any:
+    async def _sync_mappings(
+        self, namespace: str, name: str, spec: HttpSourceSpec, mappings: list[MappingRef]
+    ) -> list[tuple[MappingRef, EndpointResult | None, EngineError | None]]:
+        """Source-level steps (policy, secrets, client, sink), then every mapping concurrently.
+        A source-level failure raises; a mapping's failure is its own result."""
         from httpsync.engine.client import SourceClient
 
+        self.policy.check(spec.base_url)
+        secrets = KubeSecrets(self.kube, namespace)
         counter = self.metrics.http_requests
 
         def on_response(code: int | None) -> None:
-            counter.labels(namespace, source, str(code or 0)).inc()
+            counter.labels(namespace, name, str(code or 0)).inc()
 
-        return await SourceClient.create(
-            spec, KubeSecrets(self.kube, namespace), check_url=self.policy.check, on_response=on_response
-        )
+        client = await SourceClient.create(spec, secrets, check_url=self.policy.check, on_response=on_response)
+        try:
+            async with self.sinks.for_source(spec.sink, secrets, name) as target:
+                sem = asyncio.Semaphore(self.config.mapping_concurrency)
+
+                async def one(ref: MappingRef) -> tuple[MappingRef, EndpointResult | None, EngineError | None]:
+                    async with sem:
+                        return await self._sync_mapping(ref, spec, client, target)
+
+                return list(await asyncio.gather(*(one(r) for r in mappings)))
+        finally:
+            await client.aclose()
 
     async def _sync_mapping(
-        self, ref: MappingRef, source: HttpSourceSpec, client: Any
+        self, ref: MappingRef, source: HttpSourceSpec, client: Any, target: Target
     ) -> tuple[MappingRef, EndpointResult | None, EngineError | None]:
         from httpsync.engine.sync import sync_mapping
 
@@ -450,16 +434,23 @@ class SyncService:
         except ValidationError as e:
             return ref, None, ConfigError(f"spec is invalid: {_first_error(e)}")
         owner = f"{ref.namespace}/{ref.name}"
+        backup = ConfigMapStateBackup(self.kube, ref.namespace, ref.name, ref.uid) if target.remote else None
         try:
+            if backup is not None:
+                await self._restore_memory(backup, target, owner)
             result = await sync_mapping(
                 client,
                 ref.name,
                 mapping,
                 mapping.pagination or source.pagination,
-                self.sink,
-                self.state,
+                target.sink,
+                target.state,
                 owner=owner,
             )
+            if backup is not None and (
+                result.entities_upserted or result.entities_deleted or not await backup.exists()
+            ):
+                await backup.save(target.state.export_rows(owner))
         except EngineError as e:
             return ref, None, e
         except Exception as e:
@@ -474,6 +465,21 @@ class SyncService:
         if result.succeeded:
             m.last_success.labels(ref.namespace, ref.name).set(time.time())
         return ref, result, None
+
+    @staticmethod
+    async def _restore_memory(backup: ConfigMapStateBackup, target: Target, owner: str) -> None:
+        """After a restart on a fresh disk, reload a remote sink's memory from its ConfigMaps.
+        A corrupt backup is dropped: the sync then pushes everything again and deletes nothing."""
+        async for _row in target.state.export_rows(owner):
+            return  # the local memory is there
+        if not await backup.exists():
+            return
+        try:
+            n = await target.state.import_rows(owner, backup.load())
+            log.info("mapping %s: restored the memory of %d entities from ConfigMaps", owner, n)
+        except StateCorruptError as e:
+            log.warning("mapping %s: %s", owner, e)
+            await target.state.forget(owner)
 
     async def _write_mapping_status(
         self, ref: MappingRef, result: EndpointResult | None, error: EngineError | None
@@ -529,12 +535,34 @@ class SyncService:
         """Remove a deleted mapping's entities from the sink, unless its policy says Keep."""
         owner = f"{namespace}/{name}"
         policy = (spec or {}).get("deletionPolicy", "Delete")
-        refs = await self.state.forget(owner)
         self.metrics.forget_mapping(namespace, name)
-        if policy == "Keep" or not refs:
-            return 0
-        report = await self.sink.delete(owner, refs)
-        return len(refs) - len(report.failed)
+        sink_spec = None
+        source = await self.kube.get(SOURCES, namespace, str((spec.get("sourceRef") or {}).get("name", "")))
+        if source is not None:
+            with contextlib.suppress(ValidationError):
+                sink_spec = HttpSourceSpec.model_validate(source.get("spec") or {}).sink
+        async with self.sinks.for_source(sink_spec, KubeSecrets(self.kube, namespace), owner) as target:
+            if policy == "Keep":
+                await target.state.forget(owner)
+                if target.remote:
+                    await ConfigMapStateBackup(self.kube, namespace, name, "").delete_all()
+                return 0
+            # Delete first, forget after: a failed delete is retried with the memory intact.
+            refs = [r async for r in _owned(target, owner)]
+            if refs:
+                report = await target.sink.delete(owner, refs)
+                if report.failed:
+                    raise SinkError(f"{len(report.failed)} of {len(refs)} entities could not be deleted")
+            await target.state.forget(owner)
+            if target.remote:
+                await ConfigMapStateBackup(self.kube, namespace, name, "").delete_all()
+            return len(refs)
+
+
+async def _owned(target: Target, owner: str) -> AsyncIterator[EntityRef]:
+    """What the memory says this owner pushed (read before anything is forgotten)."""
+    async for blueprint, identifier, _hash in target.state.export_rows(owner):
+        yield EntityRef(blueprint, identifier)
 
 
 def _first_error(e: ValidationError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 _MASK = "***"
@@ -28,3 +29,10 @@ def redact(text: str) -> str:
         if s in text:
             text = text.replace(s, _MASK)
     return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter that masks every registered secret in the finished line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))

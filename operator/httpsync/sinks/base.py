@@ -8,7 +8,7 @@ successful sync. Both are driven by :func:`httpsync.engine.sync.sync_mapping`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,6 +64,16 @@ class MappingState(Protocol):
 
 class StateStore(Protocol):
     async def open(self, owner: str) -> MappingState: ...
+
+    def export_rows(self, owner: str) -> AsyncIterator[tuple[str, str, str]]:
+        """(blueprint, identifier, content hash as hex) of everything the owner pushed."""
+        ...
+
+    async def import_rows(
+        self, owner: str, rows: AsyncIterable[tuple[str, str, str]] | Iterable[tuple[str, str, str]]
+    ) -> int:
+        """Replace the owner's memory with ``rows`` (as export_rows gives them)."""
+        ...
 
     async def forget(self, owner: str) -> list[EntityRef]:
         """Drop a mapping's memory and return what it owned (for deletion on mapping removal)."""

@@ -1,0 +1,112 @@
+{{/*
+Chart name, truncated to the 63 characters of a DNS label.
+*/}}
+{{- define "httpsync-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's objects: fullnameOverride, else <release>-<chart> (or the release name alone
+when it already contains the chart name).
+*/}}
+{{- define "httpsync-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "httpsync-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every object.
+*/}}
+{{- define "httpsync-operator.labels" -}}
+helm.sh/chart: {{ include "httpsync-operator.chart" . }}
+{{ include "httpsync-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: httpsync
+{{- end }}
+
+{{/*
+Labels that select the operator Pod (immutable in a Deployment: never add to them).
+*/}}
+{{- define "httpsync-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "httpsync-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "httpsync-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "httpsync-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "httpsync-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+Where the embedded catalog lives: /var/lib/httpsync, the mount point of the "catalog" volume (an emptyDir, or the
+claim when persistence is on), so its folder always exists and is writable. Same path as the image's
+HTTPSYNC_CATALOG.
+*/}}
+{{- define "httpsync-operator.catalogPath" -}}
+/var/lib/httpsync/catalog.db
+{{- end }}
+
+{{- define "httpsync-operator.pvcName" -}}
+{{- default (printf "%s-catalog" (include "httpsync-operator.fullname" .)) .Values.defaultSink.catalog.persistence.existingClaim }}
+{{- end }}
+
+{{/*
+The rules the operator needs in every namespace it watches (a ClusterRole in cluster-wide mode, one Role per
+namespace otherwise). Keep in step with tests/helm/test_chart.py::EXPECTED_NAMESPACED.
+*/}}
+{{- define "httpsync-operator.namespacedRules" -}}
+# Its own resources: watch them, patch metadata (the finalizer, kopf's annotations) and status.
+- apiGroups: ["httpsync.io"]
+  resources: ["httpsources", "httpendpointmappings"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["httpsync.io"]
+  resources: ["httpsources/status", "httpendpointmappings/status"]
+  verbs: ["patch"]
+# Events on state changes (kopf posts core/v1 Events).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# Credentials an HttpSource refers to by name: read one by one, never listed.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# Restart-safe sync state.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+{{- end }}
+
+{{/*
+Cluster-scoped reads kopf needs: CRDs (to find its resources) in every mode; namespaces only when it
+watches all of them.
+*/}}
+{{- define "httpsync-operator.clusterRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- if not .Values.watchNamespaces }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- end }}
