@@ -335,6 +335,10 @@ def test_mapping_without_source_then_source_appears(kube: Any, api: ItemsApi, op
     assert "HttpSource later not found" in condition(hem, "Ready")["message"]
     apply(kube, ns, secret("api-creds", token=TOKEN), source("later", api.url))
     wait_for(ready(kube, ns, "hem/orphan"), "the mapping syncs once its source exists", operator=operator)
+    # Deleting the source stops its loop (the finalizer is released) and the mapping says so.
+    kube.kubectl("delete", "-n", ns, "hsrc/later", "--timeout=60s")
+    wait_for(ready(kube, ns, "hem/orphan", "False", "SourceNotFound"), "SourceNotFound again", operator=operator)
+    assert len(owned(operator, ns)) == 2, "deleting a source deletes no entity"
 
 
 def test_stalled_on_invalid_jq_missing_secret_and_denied_destination(

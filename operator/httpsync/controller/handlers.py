@@ -74,8 +74,14 @@ async def source_loop(
 
 
 @kopf.on.event(GROUP, VERSION, SOURCES)
-async def source_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+async def source_event(type: str, body: kopf.Body, memo: kopf.Memo, mappings_by_source: kopf.Index, **_: Any) -> None:
+    meta = body.get("metadata", {})
+    if type == "DELETED":
+        # Its mappings now point at nothing: say so on each of them.
+        for ref in list(mappings_by_source.get((meta.get("namespace"), meta.get("name")), [])):
+            await memo.service.mapping_first_contact(ref, source_exists=False)
+        return
+    if meta.get("deletionTimestamp"):
         return
     memo.service.source_changed(body)
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from httpsync.api.models import HttpEndpointMappingSpec, HttpSourceSpec
 from httpsync.controller import events
-from httpsync.controller.conditions import READY, RECONCILING, STALLED, Conditions, now_iso
+from httpsync.controller.conditions import READY, RECONCILING, Conditions, now_iso
 from httpsync.controller.config import OperatorConfig
 from httpsync.controller.kube import KubeApi, KubeSecrets
 from httpsync.controller.metrics import Metrics
@@ -243,7 +243,9 @@ class SyncService:
             cond.mark_reconciling("Progressing", "Syncing endpoints")
             if cond.status(READY) in (None, "Unknown"):
                 cond.mark_unknown("Progressing", "Waiting for the first sync")
-            await self._patch_source(body, {"conditions": cond.to_list(), "observedGeneration": meta.get("generation")})
+            # observedGeneration is written only when a sync of that generation has finished: a restart
+            # mid-sync must see the generation as not yet handled.
+            await self._patch_source(body, {"conditions": cond.to_list()})
 
     async def mapping_first_contact(self, ref: MappingRef, *, source_exists: bool) -> None:
         """Called for every mapping event: a new mapping gets Ready=Unknown/Reconciling=True;
@@ -324,7 +326,7 @@ class SyncService:
             or (requested and status_before.get("lastHandledReconcileAt") != requested)
         ):
             cond.mark_reconciling("Progressing", f"Syncing {len(mappings)} endpoint(s)")
-            await self._patch_source(body, {"conditions": cond.to_list(), "observedGeneration": generation})
+            await self._patch_source(body, {"conditions": cond.to_list()})
 
         interval = 3600.0
         source_error: EngineError | None = None
@@ -571,4 +573,4 @@ def _first_error(e: ValidationError) -> str:
     return f"{loc}: {err.get('msg')}"
 
 
-__all__ = ["MAPPINGS", "REQUESTED_AT", "SOURCES", "STALLED", "MappingRef", "SyncService", "mapping_ref"]
+__all__ = ["MAPPINGS", "REQUESTED_AT", "SOURCES", "MappingRef", "SyncService", "mapping_ref"]
