@@ -32,7 +32,7 @@ from httpsync.api.models import EntityMappingSpec, HttpEndpointMappingSpec
 from httpsync.engine import jqfast, jqscope
 from httpsync.engine.errors import InvalidJqError
 from httpsync.engine.jqfast import Fallback, SimpleExpr
-from httpsync.engine.jqutil import compile_jq
+from httpsync.engine.jqutil import compile_jq, json_type
 from httpsync.engine.types import Entity
 
 QUERY_FIELD = "selector.query"
@@ -72,23 +72,7 @@ class _Field(NamedTuple):
 
 def describe(value: Any) -> str:
     """ "a string", "an object", "null" ... for messages."""
-    return _ARTICLE.get(_jq_type(value), type(value).__name__)
-
-
-def _jq_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    return _ARTICLE.get(json_type(value), type(value).__name__)
 
 
 def check_key(value: Any, label: str) -> str:
