@@ -97,16 +97,15 @@ namespace otherwise). Keep in step with tests/helm/test_chart.py::EXPECTED_NAMES
 {{- end }}
 
 {{/*
-Cluster-scoped reads kopf needs: CRDs (to find its resources) in every mode; namespaces only when it
-watches all of them.
+Cluster-scoped reads kopf needs in every mode: CRDs (to find its resources) and namespaces. Watching a list of
+namespaces, kopf lists and watches all namespaces to match the list; without the permission it retries each
+Forbidden for about a minute before it starts (tests/helm/test_rbac_proof.py).
 */}}
 {{- define "httpsync-operator.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
-{{- if not .Values.watchNamespaces }}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- end }}
 {{- end }}

@@ -129,7 +129,8 @@ RESOURCES: list[dict[str, Any]] = [
             _column("URL", ".spec.baseUrl", wide=True),
             _column("Interval", ".spec.interval", wide=True),
             _column("Suspended", ".spec.suspend", "boolean", wide=True),
-            _column("Next Sync", ".status.nextSyncTime", "date", wide=True),
+            # A "date" column shows a time in the future as <invalid>: plain text instead.
+            _column("Next Sync", ".status.nextSyncTime", wide=True),
             AGE,
         ],
     },
