@@ -123,7 +123,7 @@ MESSAGE = '.status.conditions[?(@.type=="Ready")].message'
                 ("URL", ".spec.baseUrl", "string", 1),
                 ("Interval", ".spec.interval", "string", 1),
                 ("Suspended", ".spec.suspend", "boolean", 1),
-                ("Next Sync", ".status.nextSyncTime", "date", 1),
+                ("Next Sync", ".status.nextSyncTime", "string", 1),
                 ("Age", ".metadata.creationTimestamp", "date", 0),
             ],
         ),

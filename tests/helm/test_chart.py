@@ -84,11 +84,13 @@ EXPECTED_NAMESPACED: dict[tuple[str, str], set[str]] = {
     ("", "secrets"): {"get"},
     ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch", "delete"},
 }
-# ... and the cluster-scoped reads kopf needs (namespaces only when it watches all of them).
+# ... and the cluster-scoped reads kopf needs in both modes (with a list of namespaces, kopf lists and watches
+# namespaces to match it: test_rbac_proof.py).
 EXPECTED_CLUSTER_READS: dict[tuple[str, str], set[str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    ("", "namespaces"): {"list", "watch"},
 }
-EXPECTED_ALL_NAMESPACES = {**EXPECTED_NAMESPACED, **EXPECTED_CLUSTER_READS, ("", "namespaces"): {"list", "watch"}}
+EXPECTED_ALL_NAMESPACES = {**EXPECTED_NAMESPACED, **EXPECTED_CLUSTER_READS}
 
 CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
 
@@ -292,7 +294,7 @@ def test_namespaced_mode(helm_bin: Path, tmp_path: Path) -> None:
             "kind": "Role",
             "name": roles[0]["metadata"]["name"],
         }
-    # Cluster-wide: only the reads kopf needs, no namespaces (the list is fixed), nothing namespaced.
+    # Cluster-wide: only the reads kopf needs (CRDs, namespaces), nothing namespaced.
     assert rules_table(one(docs, "ClusterRole")["rules"]) == EXPECTED_CLUSTER_READS
 
 
@@ -710,7 +712,8 @@ def test_rbac_grants_exactly_the_table_per_namespace(kube: Any, tmp_path: Path) 
     checks = _matrix(watched[0]) + _matrix(watched[1])
     checks += [(c, False) for c, _ in _matrix(unwatched)]
     checks += [
-        (("list", "", "namespaces", None), False),
+        (("list", "", "namespaces", None), True),  # kopf matches its namespace list against them
+        (("get", "", "namespaces", None), False),
         (("list", "apiextensions.k8s.io", "customresourcedefinitions", None), True),
         (("watch", "apiextensions.k8s.io", "customresourcedefinitions", None), True),
         (("list", "httpsync.io", "httpsources", None), False),  # no cluster-wide list of its own resources
