@@ -83,6 +83,10 @@ k rollout status "deployment/$RELEASE-httpsync-operator" -n "$NAMESPACE" --timeo
 say "applying $EXAMPLES into $EXAMPLES_NAMESPACE"
 k create namespace "$EXAMPLES_NAMESPACE" --dry-run=client -o yaml | k apply -f -
 k apply -n "$EXAMPLES_NAMESPACE" -f "$EXAMPLES/"
+if k get -n "$EXAMPLES_NAMESPACE" deployment/demo-api >/dev/null 2>&1; then
+  # The quickstart's demo API runs the httpsync image: use the one just built and loaded.
+  k set image -n "$EXAMPLES_NAMESPACE" deployment/demo-api demo-api="$IMAGE"
+fi
 k wait --for=condition=Ready httpsource --all -n "$EXAMPLES_NAMESPACE" --timeout "$TIMEOUT"
 k wait --for=condition=Ready httpendpointmapping --all -n "$EXAMPLES_NAMESPACE" --timeout "$TIMEOUT"
 k get httpsources,httpendpointmappings -n "$EXAMPLES_NAMESPACE" -o wide

@@ -91,9 +91,12 @@ def test_every_folder_loads_with_the_cli_loader_and_its_jq_compiles(folder: Path
         assert "namespace" not in doc["metadata"], f"{doc['kind']} {doc['metadata']['name']}: applies into any -n"
 
 
-def test_no_manifest_outside_the_example_folders() -> None:
-    loose = [p for p in EXAMPLES.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml", ".json")]
-    assert not loose, f"put these in a folder (each folder is loaded and applied as one set): {loose}"
+def test_every_manifest_is_a_yaml_file_of_an_example_folder() -> None:
+    """Each folder is loaded and applied as one set (`kubectl apply -f folder/` does not recurse)."""
+    manifests = [p for p in EXAMPLES.rglob("*") if p.suffix in (".yaml", ".yml", ".json")]
+    assert manifests
+    misplaced = [p for p in manifests if p.parent.parent != EXAMPLES or p.suffix != ".yaml"]
+    assert not misplaced, f"put these as .yaml files directly in a folder of examples/: {misplaced}"
 
 
 @pytest.mark.parametrize("path", STANDALONE, ids=lambda p: f"{p.parent.name}/{p.name}")
