@@ -397,6 +397,9 @@ class SyncService:
             status["lastHandledReconcileAt"] = requested
         await self._patch_source(body, status)
         events.on_transition(body, ready_before, cond.get(READY) or {})
+        ready_now = cond.get(READY) or {}
+        level = logging.INFO if ready_now.get("status") == "True" else logging.WARNING
+        log.log(level, "source %s/%s: %s: %s", namespace, name, ready_now.get("reason"), ready_now.get("message"))
         return interval
 
     async def _sync_mappings(
