@@ -508,3 +508,24 @@ def test_port_sink_memory_survives_a_restart_on_a_fresh_disk(
     assert len(pushed(port, ns)) == 4, "no unchanged entity is pushed twice"
     assert sorted(k for k in port.state.entities["user"] if k.startswith(ns)) == [f"{ns}-{i}" for i in range(3)]
     assert CLIENT_SECRET not in kube.kubectl("get", "-n", ns, "hsrc,hem,events", "-o", "yaml").stdout
+
+
+def test_deletion_guard_blocks_an_emptied_endpoint_until_lifted(kube: Any, api: ItemsApi, operator: Operator) -> None:
+    ns = kube.new_namespace("op")
+    path = f"/{ns}/users"
+    api.set_items(path, users(ns, 4))
+    apply(kube, ns, secret("api-creds", token=TOKEN), source("api", api.url), mapping("users", "api", path))
+    wait_for(ready(kube, ns, "hem/users"), "first sync", operator=operator)
+
+    api.set_items(path, [])  # the classic accident: an empty answer that would wipe the catalog
+    annotate(kube, ns, "hsrc/api", "emptied")
+    hem = wait_for(ready(kube, ns, "hem/users", "True", "DeletionBlocked"), "DeletionBlocked", operator=operator)
+    message = condition(hem, "Ready")["message"]
+    assert "4" in message and "deletionGuard" in message, message
+    assert len(owned(operator, ns)) == 4, "the guard deleted nothing"
+
+    lifted = mapping("users", "api", path, deletionGuard={"disabled": True})
+    apply(kube, ns, lifted)
+    hem = wait_for(ready(kube, ns, "hem/users", "True", "Succeeded"), "sync with the guard lifted", operator=operator)
+    assert hem["status"]["lastSync"]["entitiesDeleted"] == 4
+    assert owned(operator, ns) == {}
