@@ -227,6 +227,124 @@ async def test_sink_rejections_are_counted_and_retried_next_time(script: Script,
     assert (r.entities_upserted, r.entities_unchanged) == (1, 3)
 
 
+class CountingState:
+    """Wraps a MappingState, recording the size of every diff and commit."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.diffs: list[int] = []
+        self.commits: list[int] = []
+
+    async def diff(self, entities: Sequence[Entity]) -> Any:
+        self.diffs.append(len(entities))
+        return await self.inner.diff(entities)
+
+    async def commit(self, pushed: Sequence[Entity], deleted: Sequence[EntityRef]) -> None:
+        self.commits.append(len(pushed))
+        await self.inner.commit(pushed, deleted)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class CountingStore:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.states: list[CountingState] = []
+
+    async def open(self, owner: str) -> CountingState:
+        state = CountingState(await self.inner.open(owner))
+        self.states.append(state)
+        return state
+
+
+async def run_counted(catalog: Catalog, spec: HttpEndpointMappingSpec | None = None) -> tuple[Any, CountingState]:
+    store = CountingStore(catalog.state)
+    r = await sync_mapping(None, "users", spec or mapping(), PaginationSpec(), catalog.sink, store, owner=OWNER)  # type: ignore[arg-type]
+    return r, store.states[0]
+
+
+async def test_small_pages_are_pushed_in_batches(script: Script, catalog: Catalog) -> None:
+    script.pages = [users(range(p * 10, p * 10 + 10)) for p in range(250)]  # 2,500 entities, pages of 10
+    r, state = await run_counted(catalog)
+    assert (r.outcome, r.pages, r.entities, r.entities_upserted, r.entities_unchanged) == (
+        "Succeeded",
+        250,
+        2500,
+        2500,
+        0,
+    )
+    assert state.diffs == [1000, 1000, 500] and state.commits == [1000, 1000, 500]
+    r, state = await run_counted(catalog)
+    assert (r.entities, r.entities_upserted, r.entities_unchanged, state.commits) == (2500, 0, 2500, [])
+
+
+async def test_a_batch_holds_at_most_the_flush_size_plus_one_page(
+    script: Script, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync_module, "FLUSH_ENTITIES", 25)
+    script.pages = [users(range(p * 7, p * 7 + 7)) for p in range(10)]
+    r, state = await run_counted(catalog)
+    assert state.diffs == [28, 28, 14]
+    assert (r.entities, r.entities_upserted) == (70, 70)
+
+
+async def test_an_entity_met_again_on_a_later_page_counts_as_page_by_page(script: Script, catalog: Catalog) -> None:
+    # Page by page, the second 1 is diffed after the first was committed: unchanged, or pushed again.
+    script.pages = [users([1, 2]), users([3, 1]), users([1], n=5), users([4])]
+    r, state = await run_counted(catalog)
+    assert (r.entities, r.entities_upserted, r.entities_unchanged) == (6, 5, 1)
+    assert state.diffs == [2, 2, 2]  # flushed before each page that repeats a waiting entity
+    assert sorted(await ids_in(catalog)) == ["1", "2", "3", "4"]
+    assert [e["properties"]["n"] for e in await catalog.sink.list_entities() if e["identifier"] == "1"] == [5]
+
+
+async def test_a_failed_fetch_still_pushes_the_pages_gathered_before_it(script: Script, catalog: Catalog) -> None:
+    script.pages = [users(range(p * 10, p * 10 + 10)) for p in range(15)]  # 150: below a batch
+    script.error = ConnectionFailedError("GET http://api/users?page=16: connection refused")
+    r, state = await run_counted(catalog)
+    assert (r.outcome, r.reason, r.entities, r.entities_upserted, r.entities_deleted) == (
+        "Failed",
+        "ConnectionFailed",
+        150,
+        150,
+        0,
+    )
+    assert state.commits == [150]
+    assert len(await ids_in(catalog)) == 150
+
+
+class FailingSink:
+    """Fails every upsert."""
+
+    name = "failing"
+
+    async def upsert(self, owner: str, entities: Sequence[Entity]) -> SinkReport:
+        raise ConnectionFailedError("sink unreachable")
+
+    async def delete(self, owner: str, refs: Sequence[EntityRef]) -> SinkReport:
+        raise AssertionError("nothing is deleted")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_failed_push_stops_the_sync_and_commits_nothing(script: Script, catalog: Catalog) -> None:
+    script.pages = [users(range(p * 100, p * 100 + 100)) for p in range(30)]
+    r = await run(catalog, sink=FailingSink())
+    assert (r.outcome, r.message, r.entities_upserted, r.entities_deleted) == ("Failed", "sink unreachable", 0, 0)
+    assert script.consumed == 10  # stopped at the first batch: nothing more fetched
+    assert await ids_in(catalog) == []
+
+
+async def test_a_fetch_failure_is_reported_even_if_the_last_push_fails(script: Script, catalog: Catalog) -> None:
+    script.pages = [users(range(5))]
+    script.error = ConnectionFailedError("GET http://api/users?page=2: connection refused")
+    r = await run(catalog, sink=FailingSink())
+    assert (r.outcome, r.reason, r.entities_upserted) == ("Failed", "ConnectionFailed", 0)
+    assert "connection refused" in r.message
+
+
 async def test_preview_stops_at_the_limit_and_lists_errors(script: Script) -> None:
     script.pages = [[{"id": None}, *users(range(5))], users(range(5, 10)), users(range(10, 15))]
     p = await preview_mapping(None, "users", mapping(), PaginationSpec(), limit=7)

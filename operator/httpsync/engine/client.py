@@ -17,7 +17,6 @@ from responses or exceptions goes through :func:`redact`.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import ssl
 import time
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 import httpx
 
 from httpsync.api.models import HttpSourceSpec
+from httpsync.engine import jsoncodec
 from httpsync.engine.auth import OAuth2ClientCredentials, TokenEndpointError, build_auth, describe_credentials
 from httpsync.engine.errors import (
     AuthError,
@@ -384,7 +384,7 @@ class SourceClient:
                 f"(content-type {ctype})"
             )
         try:
-            return json.loads(response.content), response
+            return jsoncodec.loads(response.content), response
         except ValueError as e:
             looks_json = "json" in ctype.lower()
             why = f"returned invalid JSON ({e})" if looks_json else "did not return JSON"

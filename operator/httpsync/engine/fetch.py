@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
+from httpsync.engine import jqfast
 from httpsync.engine.client import SourceClient
 from httpsync.engine.errors import ConfigError, DataPathError, ResponseFormatError
 from httpsync.engine.jqutil import compile_jq, json_type, normalize_path
@@ -53,32 +54,26 @@ class DataPath:
     field: str
     expr: str | None
     program: Any
+    steps: tuple[str | int, ...] | None = None  # a plain path, walked in Python (jqfast)
 
     @classmethod
     def compile(cls, expr: str | None, field: str) -> DataPath:
         if expr is None or expr.strip() in ("", "."):
             return cls(field, None, None)
-        return cls(field, expr, compile_jq(normalize_path(expr), field))
+        normalized = normalize_path(expr)
+        return cls(field, expr, compile_jq(normalized, field), jqfast.plain_path(normalized))
 
     def extract(self, body: Any, where: str) -> list[Any]:
-        """The items of ``body``; ``where`` (``GET <url>``) names the response in errors."""
+        """The items of ``body``; ``where`` (``GET <url>``) names the response in errors.
+
+        A plain path is walked in Python when jq would give the same value (:func:`jqfast.plain_json`);
+        jq handles everything else, errors included, so its messages stay the same."""
         if self.program is None:
             value = body
         else:
-            try:
-                outputs = self.program.input_value(body).all()
-            except ValueError as e:
-                detail = redact(str(e).strip().splitlines()[0] if str(e).strip() else "error")
-                raise DataPathError(
-                    f"{self.field} {self.expr!r} failed on the response of {where} ({a_json_type(body)}): "
-                    f"{detail}{_keys_hint(body)}"
-                ) from None
-            if len(outputs) != 1:
-                raise DataPathError(
-                    f"{self.field} {self.expr!r} gave {len(outputs)} values, not one array, in the response "
-                    f"of {where}; wrap it in [ ] to collect them{_keys_hint(body)}"
-                )
-            value = outputs[0]
+            value = self._walk(body)
+            if value is _NOT_WALKED:
+                value = self._jq(body, where)
         if isinstance(value, list):
             return value
         shown = repr(self.expr) if self.expr else "'.' (the default)"
@@ -87,6 +82,34 @@ class DataPath:
             f"{self.field} {shown} found {json_type(value)}, not an array, in the response of {where}"
             f"{_keys_hint(body)}{hint}"
         )
+
+    def _walk(self, body: Any) -> Any:
+        """The value of a plain path over a body jq would give back unchanged, or ``_NOT_WALKED``."""
+        if self.steps is None or not jqfast.plain_json(body):
+            return _NOT_WALKED
+        try:
+            return jqfast.walk(body, self.steps)
+        except jqfast.Fallback:
+            return _NOT_WALKED  # an error (indexing a non-object ...): jq says which
+
+    def _jq(self, body: Any, where: str) -> Any:
+        try:
+            outputs = self.program.input_value(body).all()
+        except ValueError as e:
+            detail = redact(str(e).strip().splitlines()[0] if str(e).strip() else "error")
+            raise DataPathError(
+                f"{self.field} {self.expr!r} failed on the response of {where} ({a_json_type(body)}): "
+                f"{detail}{_keys_hint(body)}"
+            ) from None
+        if len(outputs) != 1:
+            raise DataPathError(
+                f"{self.field} {self.expr!r} gave {len(outputs)} values, not one array, in the response "
+                f"of {where}; wrap it in [ ] to collect them{_keys_hint(body)}"
+            )
+        return outputs[0]
+
+
+_NOT_WALKED = object()
 
 
 def _keys_hint(body: Any) -> str:

@@ -193,3 +193,75 @@ def to_key(value: Any) -> Any:
     if t is int or t is float:
         return number_to_string(value)
     return normalize(value)
+
+
+# --------------------------------------------------------------------------- whole responses
+
+
+def plain_path(expr: str) -> tuple[str | int, ...] | None:
+    """The steps of ``expr`` when it is a plain path (``.items``, ``.meta.next``, ``.data[-1].id``),
+    else None (``| tostring``, literals and anything else stay with jq)."""
+    s = parse_simple(expr)
+    if s is None or s.is_const or s.tostring:
+        return None
+    return s.steps
+
+
+def _plain_str(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _plain(value: Any) -> bool:
+    """Whether jq, through the binding, gives back ``value`` unchanged (``==``): no string or key with
+    a lone surrogate (jq refuses the whole input), no NaN/Infinity (jq gives null/the largest double)
+    and no integer beyond +-2**53 (jq rounds it to a double). Integral floats (``3.0``) are fine: jq
+    gives ``3``, which equals ``3.0``."""
+    t = type(value)
+    if t is dict:
+        for k in value:
+            if not k.isascii() and not _plain_str(k):
+                return False
+        values: Any = value.values()
+    elif t is list:
+        values = value
+    else:
+        values = (value,)
+    for v in values:
+        tv = type(v)
+        if tv is str:
+            if not v.isascii() and not _plain_str(v):
+                return False
+        elif tv is int:
+            if not -MAX_EXACT_INT <= v <= MAX_EXACT_INT:
+                return False
+        elif tv is float:
+            if not math.isfinite(v):
+                return False
+        elif tv is dict or tv is list:
+            if not _plain(v):
+                return False
+        elif v is not None and tv is not bool:
+            return False
+    return True
+
+
+_last_checked: tuple[Any, bool] = (object(), False)
+
+
+def plain_json(body: Any) -> bool:
+    """Whether paths walked in Python over ``body`` (a decoded response) give what jq gives (see
+    :func:`_plain`). The last answer is kept: the dataPath and the pagination paths of one page
+    ask about the same body."""
+    global _last_checked
+    last = _last_checked
+    if last[0] is body:
+        return last[1]
+    answer = _plain(body)
+    _last_checked = (body, answer)
+    return answer

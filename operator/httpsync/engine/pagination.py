@@ -24,6 +24,7 @@ pages, on a repeated cursor or next link, and on a page identical to the previou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -34,6 +35,7 @@ from urllib.parse import urljoin
 import httpx
 
 from httpsync.api.models import PaginationSpec, PaginationType
+from httpsync.engine import jqfast
 from httpsync.engine.errors import ConfigError, PaginationError
 from httpsync.engine.jqutil import compile_jq, json_type, normalize_path
 from httpsync.engine.redact import redact
@@ -112,13 +114,14 @@ class _Path:
     field: str
     expr: str
     program: Any
+    steps: tuple[str | int, ...] | None = None  # a plain path, walked in Python (jqfast)
 
 
 def _compile_path(expr: str | None, field: str) -> _Path | None:
     if not expr:
         return None
     normalized = normalize_path(expr)
-    return _Path(field, expr, compile_jq(normalized, field))
+    return _Path(field, expr, compile_jq(normalized, field), jqfast.plain_path(normalized))
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +230,10 @@ class Paginator:
         self._last_hash = digest
 
     def _value(self, path: _Path, body: Any) -> Any:
+        if path.steps is not None and jqfast.plain_json(body):
+            # A plain path over a body jq would give back unchanged: the same value without jq.
+            with contextlib.suppress(jqfast.Fallback):
+                return jqfast.normalize(jqfast.walk(body, path.steps))
         try:
             return path.program.input_value(body).first()
         except StopIteration:

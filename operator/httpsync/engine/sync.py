@@ -1,13 +1,16 @@
-"""One sync of one endpoint mapping: fetch -> map -> diff -> push, page by page, then delete.
+"""One sync of one endpoint mapping: fetch -> map -> diff -> push, in batches, then delete.
 
-Each page is handled as it arrives (memory is bounded by a page): its items are mapped, diffed
-against the state (unchanged entities are not pushed again), pushed to the sink, and what the sink
-accepted is committed to the state.
+Each page is mapped as it arrives; its entities are gathered into a batch of about
+:data:`FLUSH_ENTITIES`, which is diffed against the state (unchanged entities are not pushed again),
+pushed to the sink, and what the sink accepted is committed to the state. Memory is bounded by a
+batch plus one page.
 
 Stale entities (owned before, not seen now) are deleted only after a fully successful fetch, and
 only if they are not too many: more than ``deletionGuard.maxDeletePercent`` of the mapping's
 entities deletes nothing and says so (``DeletionBlocked``). A failed sync (any error, at any page)
-deletes nothing and keeps what it pushed so far. Per-item mapping errors do not fail a sync.
+deletes nothing and keeps what it pushed so far: the entities of the pages fetched before the
+failure are still pushed, as if each page had been pushed on its own. Per-item mapping errors do
+not fail a sync.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ MAX_MESSAGE_CHARS = 2000  # the status keeps 4096 at most
 # Pages up to this size with a pure-Python mapping are mapped inline; anything else in a thread,
 # so the event loop (other syncs, the operator's watches) keeps running.
 INLINE_ITEMS = 2000
+# Entities are diffed, pushed and committed about this many at a time, pages gathered: each batch
+# costs two round trips to the state's SQLite thread and two transactions, so small pages (a nested
+# endpoint's children) must not pay them each. The batch holds at most this many plus one page.
+FLUSH_ENTITIES = 1000
 
 
 def _shorten(message: str, limit: int) -> str:
@@ -85,10 +92,27 @@ async def sync_mapping(
         mapper = mapper or Mapper.from_spec(mapping)
         mstate = await state.open(owner)
         known = await mstate.known_count()
-        async with contextlib.aclosing(iter_pages(client, mapping, pagination, counters)) as pages:
-            async for items in pages:
-                page = await map_items(mapper, items)
-                await _push_page(page, result, sink, mstate, owner)
+        batch = _Batch()
+        try:
+            async with contextlib.aclosing(iter_pages(client, mapping, pagination, counters)) as pages:
+                async for items in pages:
+                    page = await map_items(mapper, items)
+                    _count_page(page, result)
+                    if not batch.add(page.entities):
+                        await _flush(batch, result, sink, mstate, owner)
+                        batch.add(page.entities)
+                    if len(batch) >= FLUSH_ENTITIES:
+                        await _flush(batch, result, sink, mstate, owner)
+        except Exception:
+            # The pages fetched before the failure are pushed anyway, as they were page by page.
+            # (A failed push empties the batch first: nothing is pushed twice.)
+            if len(batch):
+                try:
+                    await _flush(batch, result, sink, mstate, owner)
+                except Exception:
+                    log.warning("mapping %s: pushing what was fetched before the failure failed", owner, exc_info=True)
+            raise
+        await _flush(batch, result, sink, mstate, owner)
         await _delete_stale(mapping, result, sink, mstate, owner, known)
     except EngineError as e:
         result.fail(e.reason, _shorten(redact(e.message), MAX_MESSAGE_CHARS), stalled=e.stalled)
@@ -106,15 +130,51 @@ async def sync_mapping(
     return result.finish()
 
 
-async def _push_page(page: PageResult, result: EndpointResult, sink: Sink, mstate: MappingState, owner: str) -> None:
+class _Batch:
+    """Mapped entities waiting to be diffed, pushed and committed together."""
+
+    __slots__ = ("entities", "keys")
+
+    def __init__(self) -> None:
+        self.entities: list[Entity] = []
+        self.keys: set[tuple[str, str]] = set()
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    def add(self, entities: list[Entity]) -> bool:
+        """Add a page's entities, or nothing (False) when one of them is already waiting: the batch is
+        flushed first, so an entity met again on a later page is diffed against what was committed
+        for the first one, exactly as when each page was pushed on its own."""
+        if not entities:
+            return True
+        keys = [(e["blueprint"], e["identifier"]) for e in entities]
+        if self.entities and not self.keys.isdisjoint(keys):
+            return False
+        self.entities += entities
+        self.keys.update(keys)
+        return True
+
+    def take(self) -> list[Entity]:
+        entities = self.entities
+        self.entities, self.keys = [], set()
+        return entities
+
+
+def _count_page(page: PageResult, result: EndpointResult) -> None:
     result.items_filtered += page.filtered
     room = MAX_ERROR_SAMPLES - len(result.mapping_error_samples)
     result.mapping_error_samples += [_sample(m) for m in page.errors[: max(0, room)]]
     result.mapping_error_count += len(page.errors)
-    if not page.entities:
+
+
+async def _flush(batch: _Batch, result: EndpointResult, sink: Sink, mstate: MappingState, owner: str) -> None:
+    """Diff, push and commit the batch (emptied first)."""
+    entities = batch.take()
+    if not entities:
         return
-    result.entities += len(page.entities)
-    to_push, unchanged = await mstate.diff(page.entities)
+    result.entities += len(entities)
+    to_push, unchanged = await mstate.diff(entities)
     result.entities_unchanged += unchanged
     if not to_push:
         return

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from httpsync.engine import jsoncodec
 from httpsync.engine.errors import SinkError
 from httpsync.engine.types import Entity, EntityRef
 from httpsync.sinks.base import SinkReport
@@ -37,17 +38,17 @@ def default_catalog_path(explicit: str | None = None) -> str:
     return explicit or os.environ.get(CATALOG_ENV) or os.path.join(".", DEFAULT_CATALOG)
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
-
-
 def canonical_json(entity: Entity) -> str:
-    return _CANONICAL.encode(entity)
+    """The canonical JSON the content hash is taken of (see :func:`jsoncodec.canonical`)."""
+    return jsoncodec.canonical(entity).decode()
 
 
 def entity_hash(entity: Entity) -> bytes:
-    """Content hash of an entity (blake2b-128 of its canonical JSON: sorted keys, ASCII)."""
-    return hashlib.blake2b(_CANONICAL.encode(entity).encode(), digest_size=16).digest()
+    """Content hash of an entity: blake2b-128 of its canonical JSON (:func:`jsoncodec.canonical`:
+    orjson with sorted keys, compact, UTF-8; the stdlib's ``sort_keys`` ASCII form for what orjson
+    refuses). Changing this form changes every hash: the first sync after such a change pushes
+    every entity once."""
+    return hashlib.blake2b(jsoncodec.canonical(entity), digest_size=16).digest()
 
 
 async def _aiter(items: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[Any]:
@@ -81,7 +82,7 @@ class CatalogSink:
 
     async def upsert(self, owner: str, entities: Sequence[Entity]) -> SinkReport:
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        encode = _COMPACT.encode
+        encode = jsoncodec.compact
         rows = [(e["blueprint"], e["identifier"], owner, encode(e), now) for e in entities]
 
         def write(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,73 @@
+"""JSON through orjson where it gives exactly what the stdlib ``json`` gives, the stdlib otherwise.
+
+orjson decodes a page in under half the time of ``json.loads`` and encodes an entity 5-10x faster,
+but it differs on a few inputs, which therefore go to the stdlib:
+
+- decoding: orjson refuses ``NaN``/``Infinity``, numbers beyond the double range (``1e400``), lone
+  surrogates (``"\\ud800"``), a UTF-8 BOM and other encodings than UTF-8 (``json.loads`` then gives
+  the same values, or the same error), and it silently turns integers beyond 64 bits into floats,
+  so a body with a run of 19 or more digits anywhere is decoded by ``json.loads``;
+- encoding: orjson refuses integers beyond 64 bits, lone surrogates and non-string keys, and writes
+  NaN and +-Infinity as ``null``: those values are encoded by the stdlib.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import orjson
+
+_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
+# 2**63 has 19 digits: an integer literal with fewer is within orjson's 64-bit integers.
+_LONG_NUMBER = b"0" * 19
+
+_STDLIB_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_STDLIB_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def loads(data: bytes) -> Any:
+    """``json.loads(data)``: the same value, or the same error."""
+    if _LONG_NUMBER not in data.translate(_DIGITS):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
+def _has_non_finite(value: Any) -> bool:
+    t = type(value)
+    if t is float:
+        return not math.isfinite(value)
+    if t is dict:
+        return any(_has_non_finite(v) for v in value.values())
+    if t is list:
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
+def canonical(value: Any) -> bytes:
+    """The canonical JSON of ``value``, for content hashes: keys sorted, no whitespace, UTF-8
+    (orjson's ``OPT_SORT_KEYS``). A value orjson refuses or would change (an integer beyond 64
+    bits, a lone surrogate, NaN or +-Infinity) is ``json.dumps(sort_keys=True,
+    separators=(",", ":"))`` (ASCII, ``\\u`` escapes) instead."""
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return _STDLIB_CANONICAL.encode(value).encode()
+    if b"null" in data and _has_non_finite(value):
+        return _STDLIB_CANONICAL.encode(value).encode()
+    return data
+
+
+def compact(value: Any) -> str:
+    """Compact JSON text of ``value`` (orjson; the stdlib for what orjson refuses or would change)."""
+    try:
+        data = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _STDLIB_COMPACT.encode(value)
+    if b"null" in data and _has_non_finite(value):
+        return _STDLIB_COMPACT.encode(value)
+    return data.decode()
