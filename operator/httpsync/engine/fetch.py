@@ -21,7 +21,7 @@ from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
 from httpsync.engine import jqfast
 from httpsync.engine.client import SourceClient
 from httpsync.engine.errors import ConfigError, DataPathError, ResponseFormatError
-from httpsync.engine.jqutil import compile_jq, json_type, normalize_path
+from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type, normalize_path
 from httpsync.engine.pagination import PaginationPlan, a_json_type
 from httpsync.engine.redact import redact
 from httpsync.engine.url import fill_placeholders, format_param_value, merge_query, placeholder_names
@@ -96,7 +96,7 @@ class DataPath:
         try:
             outputs = self.program.input_value(body).all()
         except ValueError as e:
-            detail = redact(str(e).strip().splitlines()[0] if str(e).strip() else "error")
+            detail = redact(jq_error_line(e))
             raise DataPathError(
                 f"{self.field} {self.expr!r} failed on the response of {where} ({a_json_type(body)}): "
                 f"{detail}{_keys_hint(body)}"
@@ -263,7 +263,7 @@ def _parameter_value(parameter: PathParameter, item: Any, where: str) -> Any:
     except StopIteration:
         return None
     except ValueError as e:
-        detail = redact(str(e).strip().splitlines()[0] if str(e).strip() else "error")
+        detail = redact(jq_error_line(e))
         raise ResponseFormatError(f"{prefix}: jq failed on an item of {where}: {detail}") from None
     if value is None:
         return None

@@ -28,6 +28,12 @@ def normalize_path(expr: str) -> str:
     return expr
 
 
+def jq_error_line(e: BaseException, default: str = "error") -> str:
+    """The first line of a jq error (the binding's messages can run over several lines)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else default
+
+
 @functools.lru_cache(maxsize=4096)
 def _compile(expr: str) -> Any:
     return jq.compile(expr)
@@ -39,7 +45,7 @@ def compile_jq(expr: str, field: str) -> Any:
     try:
         return _compile(expr)
     except ValueError as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else "syntax error"
+        msg = jq_error_line(e, "syntax error")
         raise InvalidJqError(f"{field}: invalid jq {expr!r}: {msg}") from None
 
 

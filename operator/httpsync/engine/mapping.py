@@ -32,7 +32,7 @@ from httpsync.api.models import EntityMappingSpec, HttpEndpointMappingSpec
 from httpsync.engine import jqfast, jqscope
 from httpsync.engine.errors import InvalidJqError
 from httpsync.engine.jqfast import Fallback, SimpleExpr
-from httpsync.engine.jqutil import compile_jq, json_type
+from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type
 from httpsync.engine.types import Entity
 
 QUERY_FIELD = "selector.query"
@@ -315,7 +315,7 @@ class Mapper:
             try:
                 jq.compile(f"[first(({expr}\n))][0]")
             except ValueError as e:
-                detail = str(e).strip().splitlines()[0] if str(e).strip() else "syntax error"
+                detail = jq_error_line(e, "syntax error")
                 raise InvalidJqError(
                     f"{label}: invalid jq {expr!r}: it does not compile inside a larger program "
                     f"(a comment ending in a backslash?): {detail}"

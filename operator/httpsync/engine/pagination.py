@@ -37,7 +37,7 @@ import httpx
 from httpsync.api.models import PaginationSpec, PaginationType
 from httpsync.engine import jqfast
 from httpsync.engine.errors import ConfigError, PaginationError
-from httpsync.engine.jqutil import compile_jq, json_type, normalize_path
+from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type, normalize_path
 from httpsync.engine.redact import redact
 from httpsync.engine.url import merge_query, same_origin
 
@@ -239,7 +239,7 @@ class Paginator:
         except StopIteration:
             return None
         except ValueError as e:
-            detail = redact(str(e).strip().splitlines()[0] if str(e).strip() else "error")
+            detail = redact(jq_error_line(e))
             raise PaginationError(
                 f"{path.field} {path.expr!r} failed on the response of {self.display(self._current)} "
                 f"({a_json_type(body)}): {detail}"
