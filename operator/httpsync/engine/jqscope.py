@@ -308,7 +308,9 @@ class _Parser:
             self.take()
         self.postfix(root)
 
-    def postfix(self, root: bool) -> None:
+    def postfix(self, root: bool, *, binding: bool = True) -> None:
+        """A term and its suffixes. ``binding=False`` for the source term of reduce/foreach, whose
+        ``as`` belongs to the reduce."""
         self.term(root)
         while True:
             t = self.peek()
@@ -322,7 +324,7 @@ class _Parser:
                 self.index(root)
             elif t.kind == "op" and t.text == "?":
                 self.take()
-            elif t.kind == "ident" and t.text == "as":
+            elif binding and t.kind == "ident" and t.text == "as":
                 self.take()
                 if self.take().kind != "var":
                     raise _Unsafe  # destructuring patterns
@@ -466,7 +468,7 @@ class _Parser:
                 self.take()
                 self.postfix(False)
         elif name in ("reduce", "foreach"):
-            self.postfix_no_as(root)
+            self.postfix(root, binding=False)
             self.expect("as")
             if self.take().kind != "var":
                 raise _Unsafe
@@ -482,24 +484,6 @@ class _Parser:
             raise _Unsafe
         else:
             self.call(name, root)
-
-    def postfix_no_as(self, root: bool) -> None:
-        """The source term of reduce/foreach (its ``as`` belongs to reduce)."""
-        self.term(root)
-        while True:
-            t = self.peek()
-            if t is None:
-                return
-            if t.kind == "field":
-                self.take()
-                self.string_parts(t, root)
-            elif t.kind == "dotbracket" or (t.kind == "op" and t.text == "["):
-                self.take()
-                self.index(root)
-            elif t.kind == "op" and t.text == "?":
-                self.take()
-            else:
-                return
 
     def call(self, name: str, root: bool) -> None:
         if self.at("("):
