@@ -108,6 +108,22 @@ def _parse_delay(value: str, now: float) -> float | None:
     return number
 
 
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0.0, min(cap, base * 2**attempt))
+
+
+def retry_delay(
+    attempt: int, response: httpx.Response | None, *, base: float, cap: float, max_retry_after: float
+) -> float:
+    """How long to wait before retry ``attempt``: what the response asks for (capped), else backoff."""
+    if response is not None:
+        server = retry_after_seconds(response.headers)
+        if server is not None:
+            return min(server, max_retry_after)
+    return backoff_delay(attempt, base, cap)
+
+
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """The wait a response asks for: ``Retry-After`` (seconds or HTTP-date), else ``X-RateLimit-Reset``
     / ``RateLimit-Reset`` (epoch or delta seconds). None when absent or unreadable."""
@@ -240,7 +256,7 @@ class SourceClient:
 
     def _backoff(self, attempt: int) -> float:
         retry = self.spec.retry
-        return random.uniform(0.0, min(retry.max_backoff_seconds, retry.backoff_seconds * (2**attempt)))
+        return backoff_delay(attempt, retry.backoff_seconds, retry.max_backoff_seconds)
 
     def _server_delay(self, response: httpx.Response) -> float | None:
         delay = retry_after_seconds(response.headers)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -30,7 +29,7 @@ from urllib.parse import quote
 
 import httpx
 
-from httpsync.engine.client import body_start, retry_after_seconds, status_text
+from httpsync.engine.client import body_start, retry_delay, status_text
 from httpsync.engine.errors import ConfigError, SinkError
 from httpsync.engine.redact import redact, register_secret
 from httpsync.engine.types import Entity, EntityRef
@@ -208,11 +207,13 @@ class PortSink:
         return display_url(self.base_url + path)
 
     def _delay(self, attempt: int, response: httpx.Response | None = None) -> float:
-        if response is not None:
-            server = retry_after_seconds(response.headers)
-            if server is not None:
-                return min(server, self.MAX_RETRY_AFTER_SECONDS)
-        return random.uniform(0.0, min(self.MAX_BACKOFF_SECONDS, self._backoff * 2**attempt))
+        return retry_delay(
+            attempt,
+            response,
+            base=self._backoff,
+            cap=self.MAX_BACKOFF_SECONDS,
+            max_retry_after=self.MAX_RETRY_AFTER_SECONDS,
+        )
 
     async def _call(
         self,

@@ -20,7 +20,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import random
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from httpsync.engine.client import body_start, retry_after_seconds, status_text
+from httpsync.engine.client import body_start, retry_delay, status_text
 from httpsync.engine.errors import ConfigError, SinkError
 from httpsync.engine.redact import redact, register_secret
 from httpsync.engine.types import Entity, EntityRef
@@ -165,11 +164,13 @@ class WebhookSink:
         raise SinkError(f"POST {self._shown_url} {failure} ({attempts} attempts)")
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
-        if response is not None:
-            server = retry_after_seconds(response.headers)
-            if server is not None:
-                return min(server, self.MAX_RETRY_AFTER_SECONDS)
-        return random.uniform(0.0, min(self.MAX_BACKOFF_SECONDS, self._backoff * 2**attempt))
+        return retry_delay(
+            attempt,
+            response,
+            base=self._backoff,
+            cap=self.MAX_BACKOFF_SECONDS,
+            max_retry_after=self.MAX_RETRY_AFTER_SECONDS,
+        )
 
 
 def _short(text: str) -> str:
