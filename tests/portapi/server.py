@@ -45,6 +45,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from tests.loopback import LoopbackServer
+
 CLIENT_ID = "port-client-id-5c1f0a"
 CLIENT_SECRET = "port-client-secret-7e2b94d1c3"
 IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9@_.+:\/=-]+$")
@@ -344,41 +346,16 @@ def make_app(state: PortState | None = None) -> web.Application:
     return app
 
 
-class PortApi:
+class PortApi(LoopbackServer):
     """The emulator running in the test's event loop on 127.0.0.1 and a free port."""
 
     def __init__(self) -> None:
         self.state = PortState()
-        self.app = make_app(self.state)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(make_app(self.state))
 
     @property
     def log(self) -> list[LoggedRequest]:
         return self.state.log
-
-    async def start(self) -> PortApi:
-        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> PortApi:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

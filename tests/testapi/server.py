@@ -66,6 +66,8 @@ from urllib.parse import parse_qsl, unquote, urlencode
 
 from aiohttp import web
 
+from tests.loopback import LoopbackServer
+
 SEED = 20240607
 CAP = 40
 MID500 = 100
@@ -574,22 +576,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class TestApi:
+class TestApi(LoopbackServer):
     """The API running in the test's event loop on 127.0.0.1 and a free port."""
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.state = ApiState()
-        self.app = make_app(self.state)
-        self.ssl_context = ssl_context
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        scheme = "https" if self.ssl_context else "http"
-        return f"{scheme}://127.0.0.1:{self.port}"
+        super().__init__(make_app(self.state), ssl_context)
 
     @property
     def log(self) -> list[LoggedRequest]:
@@ -597,25 +591,6 @@ class TestApi:
 
     def requests_to(self, path_prefix: str) -> list[LoggedRequest]:
         return self.state.requests_to(path_prefix)
-
-    async def start(self) -> TestApi:
-        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> TestApi:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
