@@ -61,9 +61,16 @@ class Metrics:
         )
 
     def forget_mapping(self, namespace: str, mapping: str) -> None:
-        for g in (self.last_success, self.entity_count):
+        """Drop a deleted mapping's series keyed by (namespace, mapping), so they do not pile up."""
+        for metric in (
+            self.last_success,
+            self.entity_count,
+            self.entities_upserted,
+            self.entities_deleted,
+            self.items_fetched,
+        ):
             try:
-                g.remove(namespace, mapping)
+                metric.remove(namespace, mapping)
             except KeyError:
                 pass
 
