@@ -104,7 +104,6 @@ class SourceLoop:
     name: str
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     next_due: float = 0.0
-    syncing: bool = False
     # (generation, requested-at) of the source and of each mapping when their last sync started,
     # so the watch events caused by our own status patches do not trigger another sync.
     started_source: tuple[int, str | None] | None = None
@@ -187,11 +186,7 @@ class SyncService:
                         break
                     if body.get("spec", {}).get("suspend"):
                         continue
-                loop.syncing = True
-                try:
-                    interval = await self.sync_source(body, mappings_index)
-                finally:
-                    loop.syncing = False
+                interval = await self.sync_source(body, mappings_index)
                 loop.next_due = time.time() + interval * (1 + random.uniform(-self.config.jitter, self.config.jitter))
                 await self._patch_source(body, {"nextSyncTime": _iso(loop.next_due)})
         finally:
@@ -298,10 +293,7 @@ class SyncService:
     @staticmethod
     def _mappings(body: kopf.Body, mappings_index: Any) -> list[MappingRef]:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        try:
-            return sorted(mappings_index.get(key, []), key=lambda r: r.name)
-        except TypeError:
-            return []
+        return sorted(mappings_index.get(key, []), key=lambda r: r.name)
 
     # ------------------------------------------------------------------ one sync
 
