@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from httpsync.engine.errors import DestinationDeniedError
-from httpsync.engine.policy import DestinationPolicy
+from httpsync.errors import DestinationDeniedError
+from httpsync.http.policy import DestinationPolicy
 
 
 def test_metadata_addresses_denied_by_default() -> None:

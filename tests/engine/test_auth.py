@@ -11,8 +11,8 @@ import pytest
 from httpsync.api.models import AuthSpec, AuthType
 from httpsync.engine.auth import OAuth2ClientCredentials, build_auth
 from httpsync.engine.client import SourceClient
-from httpsync.engine.errors import AuthError, ConfigError, HttpStatusError, SecretError
-from httpsync.engine.redact import redact
+from httpsync.errors import AuthError, ConfigError, HttpStatusError, SecretError
+from httpsync.http.redact import redact
 from tests.testapi import server
 from tests.testapi.fixtures import StaticSecrets, source_spec
 from tests.testapi.server import TestApi

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from httpsync.engine.client import SourceClient, retry_after_seconds
-from httpsync.engine.errors import (
+from httpsync.errors import (
     ConfigError,
     ConnectionFailedError,
     DestinationDeniedError,
@@ -23,7 +23,7 @@ from httpsync.engine.errors import (
     ResponseFormatError,
     TimeoutFailedError,
 )
-from httpsync.engine.ratelimit import TokenBucket
+from httpsync.http.limits import TokenBucket
 from tests.testapi.fixtures import StaticSecrets, source_spec
 from tests.testapi.server import TestApi, free_port
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from httpsync.engine import jqfast
-from httpsync.engine.errors import DataPathError, PaginationError
 from httpsync.engine.fetch import _NOT_WALKED, DataPath
 from httpsync.engine.pagination import PaginationPlan, _Path
+from httpsync.errors import DataPathError, PaginationError
 from tests.testapi.fixtures import pagination_spec
 
 DATA_PATHS = [

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from httpsync.engine.client import SourceClient
-from httpsync.engine.errors import ConfigError, DataPathError, HttpStatusError, InvalidJqError, ResponseFormatError
 from httpsync.engine.fetch import FetchCounters, FetchPlan, iter_pages
+from httpsync.errors import ConfigError, DataPathError, HttpStatusError, InvalidJqError, ResponseFormatError
 from tests.testapi.fixtures import StaticSecrets, mapping_spec, pagination_spec, source_spec
 from tests.testapi.server import ORGS, TICKETS, USERS, TestApi, comments_of, issues_of, repos_of
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from httpsync.engine import jsoncodec
-from httpsync.engine.errors import ResponseFormatError
+from httpsync.errors import ResponseFormatError
 from httpsync.sinks import entity_hash
 from httpsync.sinks.catalog import canonical_json
 

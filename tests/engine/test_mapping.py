@@ -11,9 +11,9 @@ import pytest
 
 from httpsync.api.models import EntityMappingSpec
 from httpsync.engine import jqfast
-from httpsync.engine.errors import InvalidJqError
 from httpsync.engine.jqscope import input_fields
 from httpsync.engine.mapping import Mapper, PageResult, check_key, describe
+from httpsync.errors import InvalidJqError
 
 # --------------------------------------------------------------------------- a reference evaluator
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from httpsync.engine.client import SourceClient
-from httpsync.engine.errors import HttpStatusError, InvalidJqError, PaginationError
 from httpsync.engine.fetch import FetchCounters, iter_pages
 from httpsync.engine.pagination import PaginationPlan, find_link, parse_link_header
+from httpsync.errors import HttpStatusError, InvalidJqError, PaginationError
 from tests.testapi.fixtures import StaticSecrets, mapping_spec, pagination_spec, source_spec
 from tests.testapi.server import CAP, MID500, USERS, TestApi
 

@@ -13,11 +13,11 @@ import pytest
 from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
 from httpsync.engine import sync as sync_module
 from httpsync.engine.client import SourceClient
-from httpsync.engine.errors import ConnectionFailedError, EngineError
 from httpsync.engine.fetch import FetchCounters
-from httpsync.engine.redact import register_secret
 from httpsync.engine.sync import deletion_blocked_message, preview_mapping, sync_mapping
 from httpsync.engine.types import Entity, EntityRef
+from httpsync.errors import ConnectionFailedError, EngineError
+from httpsync.http.redact import register_secret
 from httpsync.sinks import Catalog
 from httpsync.sinks.base import SinkReport
 from tests.testapi import server

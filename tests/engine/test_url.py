@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from httpsync.engine.errors import ConfigError
 from httpsync.engine.url import (
     display_url,
     fill_placeholders,
@@ -12,6 +11,7 @@ from httpsync.engine.url import (
     placeholder_names,
     same_origin,
 )
+from httpsync.errors import ConfigError
 
 
 @pytest.mark.parametrize(

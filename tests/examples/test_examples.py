@@ -19,12 +19,12 @@ import yaml
 from aiohttp import web
 
 from httpsync.api.models import HttpSource, HttpSourceSpec
-from httpsync.commands.common import check_mappings, for_each_mapping, pagination_of
+from httpsync.cli.common import check_mappings, for_each_mapping, pagination_of
+from httpsync.cli.manifests import Manifests, load_manifests
 from httpsync.demo import server as demo
 from httpsync.engine.auth import secret_keys
-from httpsync.engine.errors import EngineError
 from httpsync.engine.sync import PreviewResult, preview_mapping
-from httpsync.local.manifests import Manifests, load_manifests
+from httpsync.errors import EngineError
 from tests.controller.test_operator import Operator, _free_port, condition, get, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -397,7 +397,7 @@ def test_command_line_is_understood_by_httpsync(
     helm_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, expected: dict[str, Any]
 ) -> None:
     """The rendered command line, parsed by the real `httpsync` parser into the operator's configuration."""
-    from httpsync.cli import build_parser
+    from httpsync.cli.main import build_parser
     from httpsync.controller.run import config_from_args
 
     for var in ("HTTPSYNC_NAMESPACES", "HTTPSYNC_DESTINATION_ALLOW", "HTTPSYNC_DESTINATION_DENY"):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from httpsync.engine.errors import SecretError
-from httpsync.engine.redact import redact
-from httpsync.local.manifests import LocalSecrets, ManifestError, load_manifests
+from httpsync.cli.manifests import LocalSecrets, ManifestError, load_manifests
+from httpsync.errors import SecretError
+from httpsync.http.redact import redact
 
 SOURCE = """
 apiVersion: httpsync.io/v1alpha1

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from httpsync.api.models import SinkSpec
-from httpsync.engine.errors import SecretError, SinkError
 from httpsync.engine.types import Entity, EntityRef
+from httpsync.errors import SecretError, SinkError
 from httpsync.sinks.factory import build_sink
 from httpsync.sinks.port import PortSink
 from tests.portapi import server

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from httpsync.api.models import SinkSpec
-from httpsync.engine.errors import SinkError
 from httpsync.engine.types import Entity, EntityRef
+from httpsync.errors import SinkError
 from httpsync.sinks.factory import build_sink
 from httpsync.sinks.webhook import WebhookSink
 from tests.sinks_remote.conftest import Receiver, Reply

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from httpsync.api.models import HttpEndpointMappingSpec, HttpSourceSpec, PaginationSpec
-from httpsync.engine.errors import SecretError
+from httpsync.errors import SecretError
 from tests.testapi import server
 
 

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from httpsync.engine.policy import DEFAULT_DENY
+from httpsync.http.policy import DEFAULT_DENY
 
 
 def _env_list(name: str) -> list[str]:

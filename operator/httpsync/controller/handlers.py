@@ -12,7 +12,7 @@ import kopf
 
 from httpsync.api.models import GROUP, VERSION
 from httpsync.controller.service import MAPPINGS, SOURCES, MappingRef, SyncService, mapping_ref
-from httpsync.engine.redact import redact
+from httpsync.http.redact import redact
 
 log = logging.getLogger("httpsync.controller")
 FINALIZER = "httpsync.io/finalizer"

@@ -14,8 +14,8 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from httpsync.api.models import GROUP, VERSION
-from httpsync.engine.errors import SecretError
-from httpsync.engine.redact import register_secret
+from httpsync.errors import SecretError
+from httpsync.http.redact import register_secret
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON = "application/json"

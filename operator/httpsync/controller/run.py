@@ -12,7 +12,7 @@ from pathlib import Path
 import kopf
 
 from httpsync.controller.config import OperatorConfig
-from httpsync.engine.redact import RedactingFormatter
+from httpsync.http.redact import RedactingFormatter
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -27,10 +27,10 @@ from httpsync.controller.kube import KubeApi, KubeSecrets
 from httpsync.controller.metrics import Metrics
 from httpsync.controller.sinks import Sinks, Target
 from httpsync.controller.statebackup import ConfigMapStateBackup, StateCorruptError
-from httpsync.engine.errors import ConfigError, EngineError, SinkError
-from httpsync.engine.policy import DestinationPolicy
-from httpsync.engine.redact import redact
 from httpsync.engine.types import EndpointResult, EntityRef
+from httpsync.errors import ConfigError, EngineError, SinkError
+from httpsync.http.policy import DestinationPolicy
+from httpsync.http.redact import redact
 
 log = logging.getLogger("httpsync.controller")
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from httpsync.api.models import SinkSpec, SinkType
 from httpsync.controller.config import OperatorConfig
-from httpsync.engine.errors import ConfigError
-from httpsync.engine.redact import register_secret
 from httpsync.engine.types import SecretResolver
+from httpsync.errors import ConfigError
+from httpsync.http.redact import register_secret
 from httpsync.sinks.base import Sink, StateStore
 from httpsync.sinks.catalog import Catalog, SqliteStateStore
 from httpsync.sinks.factory import build_sink

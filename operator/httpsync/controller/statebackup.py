@@ -35,7 +35,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from httpsync.api.models import GROUP, VERSION
 from httpsync.controller.kube import KubeApi
-from httpsync.engine.errors import EngineError
+from httpsync.errors import EngineError
 
 FORMAT_VERSION = 1
 MAX_BUCKETS = 1024  # power of two: N always divides it, so spilled micro-buckets regroup into any N

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 
 from httpsync.api.models import AuthSpec, AuthType, ClientAuthMethod
-from httpsync.engine.errors import AuthError, ConfigError
-from httpsync.engine.redact import redact, register_secret
 from httpsync.engine.types import SecretResolver
 from httpsync.engine.url import display_url, is_absolute, join_url
+from httpsync.errors import AuthError, ConfigError
+from httpsync.http.redact import redact, register_secret
 
 DEFAULT_API_KEY_HEADER = "X-API-Key"
 BODY_START = 200

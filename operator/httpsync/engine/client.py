@@ -31,7 +31,9 @@ import httpx
 from httpsync.api.models import HttpSourceSpec
 from httpsync.engine import jsoncodec
 from httpsync.engine.auth import OAuth2ClientCredentials, TokenEndpointError, build_auth, describe_credentials
-from httpsync.engine.errors import (
+from httpsync.engine.types import SecretResolver
+from httpsync.engine.url import display_url, join_url, merge_query, origin
+from httpsync.errors import (
     AuthError,
     ConfigError,
     ConnectionFailedError,
@@ -41,11 +43,9 @@ from httpsync.engine.errors import (
     ResponseFormatError,
     TimeoutFailedError,
 )
-from httpsync.engine.ratelimit import RequestLimiter
-from httpsync.engine.redact import redact
-from httpsync.engine.transport import AiohttpTransport
-from httpsync.engine.types import SecretResolver
-from httpsync.engine.url import display_url, join_url, merge_query, origin
+from httpsync.http.limits import RequestLimiter
+from httpsync.http.redact import redact
+from httpsync.http.transport import AiohttpTransport
 
 BODY_START = 200
 _RETRY_STATUSES = frozenset({408, 429})

@@ -20,11 +20,11 @@ from typing import Any
 from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
 from httpsync.engine import jqfast
 from httpsync.engine.client import SourceClient
-from httpsync.engine.errors import ConfigError, DataPathError, ResponseFormatError
 from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type, normalize_path
 from httpsync.engine.pagination import PaginationPlan, a_json_type
-from httpsync.engine.redact import redact
 from httpsync.engine.url import fill_placeholders, format_param_value, merge_query, placeholder_names
+from httpsync.errors import ConfigError, DataPathError, ResponseFormatError
+from httpsync.http.redact import redact
 
 MAX_KEYS_SHOWN = 20
 # Child fetches at once, whatever maxConcurrentRequests says: each holds a page in memory, and the
@@ -393,7 +393,7 @@ async def iter_pages(
     """Yield the items of each page of ``mapping``'s endpoint as it arrives.
 
     ``pagination`` is the effective spec (the mapping's, else the source's); nested endpoints'
-    parents use it too. Raises an :class:`~httpsync.engine.errors.EngineError` on any failure:
+    parents use it too. Raises an :class:`~httpsync.errors.EngineError` on any failure:
     pages already yielded are then only part of the data.
     """
     plan = FetchPlan.compile(mapping, pagination)

@@ -8,7 +8,7 @@ from typing import Any
 
 import jq
 
-from httpsync.engine.errors import InvalidJqError
+from httpsync.errors import InvalidJqError
 
 _BARE_PATH = re.compile(r"^[A-Za-z_@$][\w@$-]*(\.[A-Za-z_@$][\w@$-]*)*$")
 

@@ -30,10 +30,10 @@ import jq
 
 from httpsync.api.models import EntityMappingSpec, HttpEndpointMappingSpec
 from httpsync.engine import jqfast, jqscope
-from httpsync.engine.errors import InvalidJqError
 from httpsync.engine.jqfast import Fallback, SimpleExpr
 from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type
 from httpsync.engine.types import Entity
+from httpsync.errors import InvalidJqError
 
 QUERY_FIELD = "selector.query"
 ITEMS_FIELD = "itemsToParse"

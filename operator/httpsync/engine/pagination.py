@@ -36,10 +36,10 @@ import httpx
 
 from httpsync.api.models import PaginationSpec, PaginationType
 from httpsync.engine import jqfast
-from httpsync.engine.errors import ConfigError, PaginationError
 from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type, normalize_path
-from httpsync.engine.redact import redact
 from httpsync.engine.url import merge_query, same_origin
+from httpsync.errors import ConfigError, PaginationError
+from httpsync.http.redact import redact
 
 PageRequest = tuple[str, dict[str, str]]
 

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
-from httpsync.engine.errors import EngineError
 from httpsync.engine.fetch import FetchCounters, iter_pages
 from httpsync.engine.mapping import Mapper, PageResult
-from httpsync.engine.redact import redact
 from httpsync.engine.types import MAX_ERROR_SAMPLES, EndpointResult, Entity, EntityRef
+from httpsync.errors import EngineError
+from httpsync.http.redact import redact
 from httpsync.sinks.base import MappingState, Sink, StateStore
 
 log = logging.getLogger("httpsync.sync")

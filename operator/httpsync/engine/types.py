@@ -31,7 +31,7 @@ class EntityRef(NamedTuple):
 class SecretResolver(Protocol):
     """Gives the value of one key of a Secret in the resource's namespace.
 
-    Raises :class:`httpsync.engine.errors.SecretError` with a message naming the Secret and key
+    Raises :class:`httpsync.errors.SecretError` with a message naming the Secret and key
     (never a value) when either is missing.
     """
 

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from httpsync.engine import jsoncodec
-from httpsync.engine.errors import SinkError
 from httpsync.engine.types import Entity, EntityRef
+from httpsync.errors import SinkError
 from httpsync.sinks.base import SinkReport
-from httpsync.sinks.sqlitedb import SqliteDB, transaction
+from httpsync.state.sqlitedb import SqliteDB, transaction
 
 DEFAULT_CATALOG = "httpsync-catalog.db"
 CATALOG_ENV = "HTTPSYNC_CATALOG"

@@ -30,10 +30,10 @@ from urllib.parse import quote
 import httpx
 
 from httpsync.engine.client import body_start, retry_delay, status_text
-from httpsync.engine.errors import ConfigError, SinkError
-from httpsync.engine.redact import redact, register_secret
 from httpsync.engine.types import Entity, EntityRef
 from httpsync.engine.url import display_url
+from httpsync.errors import ConfigError, SinkError
+from httpsync.http.redact import redact, register_secret
 from httpsync.sinks.base import SinkReport
 
 EU_BASE_URL = "https://api.getport.io"

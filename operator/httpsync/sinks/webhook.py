@@ -28,10 +28,10 @@ from typing import Any
 import httpx
 
 from httpsync.engine.client import body_start, retry_delay, status_text
-from httpsync.engine.errors import ConfigError, SinkError
-from httpsync.engine.redact import redact, register_secret
 from httpsync.engine.types import Entity, EntityRef
 from httpsync.engine.url import display_url
+from httpsync.errors import ConfigError, SinkError
+from httpsync.http.redact import redact, register_secret
 from httpsync.sinks.base import SinkReport
 
 SIGNATURE_HEADER = "X-Httpsync-Signature"

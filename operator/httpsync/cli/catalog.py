@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
-from httpsync.commands import CommandError
-from httpsync.commands.common import EXIT_FAILED, EXIT_OK, add_catalog_arg, print_table, run_async, shorten
+from httpsync.cli import CommandError
+from httpsync.cli.common import EXIT_FAILED, EXIT_OK, add_catalog_arg, print_table, run_async, shorten
 
 FIELDS = ("identifier", "title", "blueprint", "properties", "relations", "team", "icon")
 

@@ -24,8 +24,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from httpsync.api.models import API_VERSION, HttpEndpointMapping, HttpSource
-from httpsync.engine.errors import SecretError
-from httpsync.engine.redact import register_secret
+from httpsync.errors import SecretError
+from httpsync.http.redact import register_secret
 
 SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_NAMESPACE = "default"

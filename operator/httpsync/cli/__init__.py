@@ -1,4 +1,5 @@
-"""The subcommands of the ``httpsync`` CLI, one module each (see :mod:`httpsync.cli`).
+"""The ``httpsync`` command line: one module per subcommand, the manifests loader and shared helpers
+(see :mod:`httpsync.cli.main`).
 
 A command module defines ``register(subparsers)``, which adds its parser and sets
 ``handler=<function(args) -> int>`` as a default. Keep heavy imports inside the handler so that

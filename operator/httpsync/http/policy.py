@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from httpsync.engine.errors import DestinationDeniedError
+from httpsync.errors import DestinationDeniedError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

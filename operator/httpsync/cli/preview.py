@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from httpsync.api.models import HttpEndpointMapping
-from httpsync.commands.common import (
+from httpsync.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     add_demo_args,
@@ -26,8 +26,8 @@ from httpsync.commands.common import (
     select_mappings,
     shorten,
 )
-from httpsync.engine.errors import EngineError
-from httpsync.local.manifests import Manifests
+from httpsync.cli.manifests import Manifests
+from httpsync.errors import EngineError
 
 
 def register(subparsers: Any) -> None:

@@ -2,7 +2,7 @@
 
 The parser is assembled from a registry of subcommand modules (:data:`COMMAND_MODULES`); each
 module's ``register(subparsers)`` adds its subcommand and a ``handler(args) -> int``. To add a
-subcommand, write ``httpsync/commands/<name>.py`` and list it here.
+subcommand, write ``httpsync/cli/<name>.py`` and list it here.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from httpsync.commands import CommandError
-from httpsync.engine.redact import RedactingFormatter, redact
+from httpsync.cli import CommandError
+from httpsync.http.redact import RedactingFormatter, redact
 
 COMMAND_MODULES: list[str] = [
-    "httpsync.commands.sync",
-    "httpsync.commands.preview",
-    "httpsync.commands.catalog",
-    "httpsync.commands.demo",
-    "httpsync.commands.run",
-    "httpsync.commands.cluster",
+    "httpsync.cli.sync",
+    "httpsync.cli.preview",
+    "httpsync.cli.catalog",
+    "httpsync.cli.demo",
+    "httpsync.cli.run",
+    "httpsync.cli.cluster",
 ]
 
 

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from typing import Any, TextIO, TypeVar
 
 from httpsync.api.models import HttpEndpointMapping, PaginationSpec
-from httpsync.commands import CommandError
-from httpsync.engine.errors import EngineError
-from httpsync.engine.redact import redact
-from httpsync.local.manifests import ManifestError, Manifests, load_manifests, namespace_of
+from httpsync.cli import CommandError
+from httpsync.cli.manifests import ManifestError, Manifests, load_manifests, namespace_of
+from httpsync.errors import EngineError
+from httpsync.http.redact import redact
 
 R = TypeVar("R")
 

@@ -6,8 +6,8 @@ import argparse
 import asyncio
 from typing import Any
 
-from httpsync.commands import CommandError
-from httpsync.commands.common import EXIT_FAILED, EXIT_OK
+from httpsync.cli import CommandError
+from httpsync.cli.common import EXIT_FAILED, EXIT_OK
 
 
 def register(subparsers: Any) -> None:

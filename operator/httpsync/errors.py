@@ -2,7 +2,7 @@
 and whether a human must act (``stalled``: retrying alone will not fix it).
 
 Messages are written for the user and never contain secret values: anything built from
-server responses or exceptions goes through :func:`httpsync.engine.redact.redact` first.
+server responses or exceptions goes through :func:`httpsync.http.redact.redact` first.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import sys
 from typing import Any
 
 from httpsync.api.models import HttpEndpointMapping
-from httpsync.commands import CommandError
-from httpsync.commands.common import (
+from httpsync.cli import CommandError
+from httpsync.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     add_catalog_arg,
@@ -29,9 +29,9 @@ from httpsync.commands.common import (
     run_async,
     shorten,
 )
-from httpsync.engine.errors import EngineError
+from httpsync.cli.manifests import Manifests
 from httpsync.engine.types import EndpointResult
-from httpsync.local.manifests import Manifests
+from httpsync.errors import EngineError
 
 
 def register(subparsers: Any) -> None:
