@@ -28,18 +28,22 @@ LABEL org.opencontainers.image.title="httpsync" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="docker.io/library/python:3.11-slim"
 # No .pyc writes at run time (the root filesystem is read-only; pip compiled them at build time), logs
-# unbuffered, HOME on the writable /tmp, and the embedded catalog in /var/lib/httpsync (the chart mounts an
-# emptyDir or a PersistentVolumeClaim there).
+# unbuffered, HOME on the writable /tmp, and the operator's data in /var/lib/httpsync: the embedded catalog and
+# the change-detection state of the Port and webhook sinks (the chart mounts an emptyDir or a
+# PersistentVolumeClaim there; docs/helm.md says what losing it costs).
 ENV PATH=/opt/httpsync/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
-    HTTPSYNC_CATALOG=/var/lib/httpsync/catalog.db
+    HTTPSYNC_CATALOG=/var/lib/httpsync/catalog.db \
+    HTTPSYNC_STATE=/var/lib/httpsync/state.db
 RUN groupadd --system --gid 10001 httpsync \
     && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
        --shell /usr/sbin/nologin httpsync \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/httpsync
 COPY --from=builder /opt/httpsync /opt/httpsync
+# Declared after it is created and owned by the user, so a volume Docker creates for it starts with that owner.
+VOLUME ["/var/lib/httpsync"]
 USER 10001:10001
 EXPOSE 8080 8081
 ENTRYPOINT ["httpsync", "run"]

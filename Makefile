@@ -20,6 +20,8 @@ demo: venv
 	$(BIN)/httpsync sync --demo-api -f examples/port-overview/
 	$(BIN)/httpsync catalog list
 
+## kube-apiserver, etcd, kubectl, helm and the tests' kstatus (hack/kstatus), built from Go modules into
+## ~/.cache/httpsync/bin (only what is missing).
 control-plane:
 	bash $(CONTROL_PLANE)
 

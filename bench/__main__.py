@@ -1,6 +1,6 @@
-"""The benchmark suite: end to end through the engine, mapping alone, nested fan-out.
+"""The benchmark suite: end to end through the engine, mapping alone, nested fan-out, latency.
 
-    .venv/bin/python -m bench [--items 1000000] [--only e2e|mapping|fanout] [--out bench/results.json]
+    .venv/bin/python -m bench [--items 1000000] [--only e2e|mapping|fanout|latency] [--out bench/results.json]
     make bench
 
 - e2e: a loopback API in its own process (:mod:`bench.server`) serves ``--items`` items in pages of
@@ -10,6 +10,8 @@
 - mapping: items/s of three 10-field mappings against json.loads of the same pages, in this process.
 - fanout: 1,000 parents, one child page each answered after 20 ms, maxConcurrentRequests 10:
   wall time against the ideal (parents x latency / concurrency = 2 s).
+- latency (only with ``--only latency``: it is mostly waiting, ~2-3 minutes): every pagination style
+  against an API answering after ``--latency-ms``, items/s against the ideal (:mod:`bench.latency`).
 
 Prints a table (figures and targets) and writes ``--out`` as JSON. ``--items 200000`` is the quick
 mode for iteration. Not part of the test suite: nothing here asserts a timing.
@@ -31,11 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bench_mapping
+from bench import bench_mapping, latency
 from bench.server import ServerProcess
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("mapping", "e2e", "fanout")
+SECTIONS = ("mapping", "e2e", "fanout")  # the default run
+OPTIONAL_SECTIONS = ("latency",)  # only with --only
 FANOUT = {"parents": 1000, "latency": 0.02, "concurrency": 10}
 STAGE_ITEMS = 100_000  # items for the breakdown (fetch alone, fetch + map)
 
@@ -186,6 +189,14 @@ def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
     if fan:
         value = f"{fan['seconds']:.2f} s vs {fan['idealSeconds']:.2f} s ideal = {fan['ratio']:.2f}x"
         row("nested fan-out (1,000 parents, 20 ms, 10 at once)", value, "<= 1.5x ideal", fan["ratio"] <= 1.5)
+
+    if results.get("latency"):
+        lat = results["latency"]
+        targets = {"page+total": 15_000} if lat["latencyMs"] == 50 and lat["maxConcurrentRequests"] == 10 else {}
+        for name, value, style in latency.rows(lat):
+            goal = targets.get(style or "")
+            met = lat["styles"][style]["itemsPerSecond"] >= goal if style and goal else None
+            row(name, value, f">= {goal:,} items/s" if goal else "", met)
     return rows
 
 
@@ -211,10 +222,20 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=1_000_000, help="items the API serves for e2e (default 1,000,000)")
-    ap.add_argument("--only", choices=SECTIONS, action="append", help="run only this part (repeatable)")
+    ap.add_argument(
+        "--only", choices=SECTIONS + OPTIONAL_SECTIONS, action="append", help="run only this part (repeatable)"
+    )
+    ap.add_argument("--latency-ms", type=float, default=50.0, help="latency: delay of each item response (ms)")
+    ap.add_argument("--latency-items", type=int, default=100_000, help="latency: items per sync (default 100,000)")
+    ap.add_argument("--latency-concurrency", type=int, default=10, help="latency: maxConcurrentRequests")
+    ap.add_argument("--latency-prefetch", type=int, default=9, help="latency: pagination.prefetch of offset+prefetch")
     ap.add_argument("--jq-e2e", action="store_true", help="also sync once end to end with the real-jq mapping")
     ap.add_argument("--mapping-pages", type=int, default=300, help="pages of 100 items for the mapping part")
-    ap.add_argument("--out", type=Path, default=HERE / "results.json", help="where to write the results")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="where to write the results (default bench/results.json; bench/results-latency.json for --only latency)",
+    )
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (for bench/README.md)")
     ap.add_argument("--show", type=Path, metavar="RESULTS", help="print the table of a saved run; run nothing")
     args = ap.parse_args()
@@ -228,6 +249,8 @@ def main() -> None:
         print(f"\n{saved['command']}: {saved['seconds']:.0f} s on {saved['machine']['cpus']} CPUs, {saved['date']}")
         return
     sections = args.only or list(SECTIONS)
+    if args.out is None:
+        args.out = HERE / ("results-latency.json" if set(sections) <= set(OPTIONAL_SECTIONS) else "results.json")
     started = time.perf_counter()
     results: dict[str, Any] = {
         "command": shlex.join(["python", "-m", "bench", *sys.argv[1:]]),
@@ -255,6 +278,15 @@ def main() -> None:
                 results["e2e"] = {"items": items, "runs": runs, "stages": stages, "seconds": time.perf_counter() - t0}
             if "fanout" in sections:
                 results["fanout"] = run_fanout(url) | {"parentsConcurrency": FANOUT["concurrency"]}
+
+    if "latency" in sections:
+        print(f"latency ({args.latency_ms:g} ms, {args.latency_items:,} items) ...", flush=True)
+        results["latency"] = latency.run(
+            latency_ms=args.latency_ms,
+            items=args.latency_items,
+            concurrency=args.latency_concurrency,
+            prefetch=args.latency_prefetch,
+        )
 
     results["seconds"] = time.perf_counter() - started
     results["figures"] = figures(results)

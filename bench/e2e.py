@@ -30,10 +30,10 @@ from bench.data import CHILDREN_PER_PARENT, PAGE_SIZE, fanout_mapping, items_map
 from httpsync.engine.client import SourceClient
 from httpsync.engine.fetch import FetchCounters, iter_pages
 from httpsync.engine.mapping import Mapper
+from httpsync.engine.ports import Sink, StateStore
 from httpsync.engine.sync import sync_mapping
 from httpsync.sinks import Catalog, NullSink
-from httpsync.sinks.base import Sink, StateStore
-from httpsync.sinks.catalog import SqliteStateStore
+from httpsync.state.sqlite import SqliteStateStore
 
 
 class NoSecrets:

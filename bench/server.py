@@ -1,13 +1,21 @@
 """The loopback API of the benchmarks: a raw asyncio HTTP/1.1 server writing pre-rendered responses.
 
-    .venv/bin/python -m bench.server [--items 1000000] [--parents 1000] [--latency 0.02] [--port 0]
+    .venv/bin/python -m bench.server [--items 1000000] [--parents 1000] [--latency 0.02] [--latency-ms 0]
+                                     [--port 0]
 
 It runs in its own process (it must not share the engine's GIL) and prints ``PORT <n>`` once every
-page is rendered. Endpoints (page pagination from 1, with a total; keep-alive):
+page is rendered. Endpoints (keep-alive):
 
 - ``GET /items?page=P&size=S``: ``{"items": [...], "page": P, "size": S, "total": N}``, the N items of
-  :func:`bench.data.make_item`; pages of :data:`bench.data.PAGE_SIZE` are pre-rendered (other sizes
-  are rendered on request).
+  :func:`bench.data.make_item` (page pagination from 1, with a total); pages of
+  :data:`bench.data.PAGE_SIZE` are pre-rendered (other sizes are rendered on request).
+- The same items in the other pagination styles (for the latency benchmark, :mod:`bench.latency`):
+  ``GET /offset-items?offset=O&limit=L``: ``{"items": [...]}`` (no total: the end is a short page);
+  ``GET /cursor-items?cursor=C&limit=L``: ``{"items": [...], "nextCursor": C'}`` (null at the end);
+  ``GET /link-items?page=P&size=S``: ``{"items": [...], "next": "/link-items?page=P+1&size=S"}``
+  (a relative next link, null at the end).
+- ``--latency-ms``: every item response above is sent that many milliseconds after its request
+  arrived (an asynchronous wait: other connections are served meanwhile), as from a distant API.
 - ``GET /parents?page=P&size=S``: the parents of the fan-out (ids 1..parents), same shape.
 - ``GET /parents/{id}/children?page=P&size=S``: ten children of a parent, answered after
   ``--latency`` seconds (an asynchronous sleep: other requests are served meanwhile).
@@ -44,10 +52,11 @@ def _page_body(items: list[str], page: int, size: int, total: int) -> bytes:
 class Data:
     """Every response the benchmarks ask for, rendered before the server says it is ready."""
 
-    def __init__(self, items: int, parents: int, latency: float) -> None:
+    def __init__(self, items: int, parents: int, latency: float, item_latency: float = 0.0) -> None:
         self.items = items
         self.parents = parents
         self.latency = latency
+        self.item_latency = item_latency
         self.requests = 0
         self.connections = 0
         npages = -(-items // PAGE_SIZE)
@@ -60,6 +69,36 @@ class Data:
     def _items(self, page: int, size: int) -> Response:
         ids = range((page - 1) * size, min(page * size, self.items)) if page >= 1 else range(0)
         return response(_page_body([item_json(i) for i in ids], page, size, self.items))
+
+    def _item_array(self, start: int, size: int) -> bytes:
+        """The JSON array of the items ``start .. start + size - 1`` (the pre-rendered page's when aligned)."""
+        if size == PAGE_SIZE and start % PAGE_SIZE == 0 and 0 <= start // PAGE_SIZE < len(self.item_pages):
+            page = self.item_pages[start // PAGE_SIZE]
+            begin = page.index(b'{"items":[') + len(b'{"items":')
+            return page[begin : page.rindex(b'],"page":') + 1]
+        ids = range(max(0, start), min(start + size, self.items))
+        return f"[{','.join(item_json(i) for i in ids)}]".encode()
+
+    def _styled(self, path: str, params: dict[str, str]) -> Response | None:
+        """The responses of ``/offset-items``, ``/cursor-items`` and ``/link-items``; None for other paths."""
+        try:
+            if path == "/offset-items":
+                offset, size = int(params.get("offset", "0")), int(params.get("limit", str(PAGE_SIZE)))
+                return response(b'{"items":' + self._item_array(offset, size) + b"}")
+            if path == "/cursor-items":
+                offset, size = int(params.get("cursor") or "0"), int(params.get("limit", str(PAGE_SIZE)))
+                end = min(offset + size, self.items)
+                nxt = f'"{end}"' if end < self.items else "null"
+                return response(b'{"items":' + self._item_array(offset, size) + f',"nextCursor":{nxt}}}'.encode())
+            if path == "/link-items":
+                page, size = int(params.get("page", "1")), int(params.get("size", str(PAGE_SIZE)))
+                more = page * size < self.items
+                nxt = f'"/link-items?page={page + 1}&size={size}"' if more else "null"
+                array = self._item_array((page - 1) * size, size)
+                return response(b'{"items":' + array + f',"next":{nxt}}}'.encode())
+        except ValueError:
+            return response(b'{"error":"bad offset, cursor, page or size"}', "400 Bad Request")
+        return None
 
     def _parents(self, page: int, size: int) -> Response:
         ids = range((page - 1) * size + 1, min(page * size, self.parents) + 1) if page >= 1 else range(0)
@@ -75,6 +114,10 @@ class Data:
         self.requests += 1
         path, _, query = target.partition("?")
         params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+        if path in ("/offset-items", "/cursor-items", "/link-items"):
+            styled = self._styled(path, params)
+            assert styled is not None
+            return styled, self.item_latency
         try:
             page = int(params.get("page", "1"))
             size = int(params.get("size", str(PAGE_SIZE)))
@@ -85,8 +128,8 @@ class Data:
         default = size == PAGE_SIZE
         if path == "/items":
             if default and 1 <= page <= len(self.item_pages):
-                return self.item_pages[page - 1], 0.0
-            return self._items(page, size), 0.0
+                return self.item_pages[page - 1], self.item_latency
+            return self._items(page, size), self.item_latency
         if path == "/parents":
             if default and 1 <= page <= len(self.parent_pages):
                 return self.parent_pages[page - 1], 0.0
@@ -198,12 +241,13 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--parents", type=int, default=1000)
     ap.add_argument("--latency", type=float, default=0.02, help="seconds before each child response")
+    ap.add_argument("--latency-ms", type=float, default=0.0, help="milliseconds before each item response")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--watch-stdin", action="store_true", help="stop when stdin reaches its end")
     args = ap.parse_args()
     start = time.perf_counter()
-    data = Data(args.items, args.parents, args.latency)
+    data = Data(args.items, args.parents, args.latency, args.latency_ms / 1000)
     print(f"rendered {args.items:,} items in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     asyncio.run(serve(data, args.host, args.port, watch_stdin=args.watch_stdin))
 
@@ -215,8 +259,11 @@ if __name__ == "__main__":
 class ServerProcess:
     """``with ServerProcess(items=...) as url:`` runs :mod:`bench.server` in a child process."""
 
-    def __init__(self, *, items: int, parents: int = 1000, latency: float = 0.02, timeout: float = 120) -> None:
+    def __init__(
+        self, *, items: int, parents: int = 1000, latency: float = 0.02, latency_ms: float = 0.0, timeout: float = 120
+    ) -> None:
         self.args = ["--items", str(items), "--parents", str(parents), "--latency", str(latency), "--watch-stdin"]
+        self.args += ["--latency-ms", str(latency_ms)]
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.render_seconds = 0.0

@@ -72,13 +72,18 @@ class ResponseFormatError(EngineError):
 
 
 class DataPathError(ResponseFormatError):
+    """The dataPath finds no array where the response is JSON: the mapping must change."""
+
     reason = "DataPathNotArray"
+    stalled = True
 
 
 class PaginationError(EngineError):
-    """Pagination loops (a repeated cursor, link or page) or exceeds maxPages."""
+    """Pagination loops (a repeated cursor, link or page) or exceeds maxPages: the same requests give
+    the same loop again, so the pagination settings (or maxPages) must change."""
 
     reason = "PaginationLoop"
+    stalled = True
 
 
 class SinkError(EngineError):

@@ -239,8 +239,10 @@ def rules() -> list[tuple[str, Path_, dict[str, Any], dict[str, Any]]]:
 def test_cel_rules_are_where_the_models_put_them() -> None:
     where = {(kind, ".".join(path)) for kind, path, _, _ in rules()}
     assert where == {
+        ("HttpSource", "spec"),
         ("HttpSource", "spec.auth"),
         ("HttpSource", "spec.pagination"),
+        ("HttpSource", "spec.retry"),
         ("HttpSource", "spec.sink"),
         ("HttpEndpointMapping", "spec"),
         ("HttpEndpointMapping", "spec.pagination"),

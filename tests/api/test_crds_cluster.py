@@ -92,6 +92,25 @@ INVALID = [
         id="cursor-without-cursorPath",
     ),
     pytest.param(source("interval", interval="5 minutes"), "spec.interval", id="bad-interval"),
+    # One object with interval 0s made about 7 syncs and 27 status patches a second.
+    pytest.param(source("zero", interval="0s"), "interval must be at least 30s", id="interval-0s"),
+    pytest.param(source("short", interval="29s999ms"), "interval must be at least 30s", id="interval-below-30s"),
+    pytest.param(
+        source("capped", retry={"backoffSeconds": 2, "maxBackoffSeconds": 1}),
+        "retry.maxBackoffSeconds must be at least retry.backoffSeconds",
+        id="retry-cap-below-backoff",
+    ),
+    # An integer 0 passes the schema's fractional `minimum` on the API server: the floor is a CEL rule.
+    pytest.param(
+        source("nobackoff", retry={"backoffSeconds": 0}),
+        "retry.backoffSeconds must be at least 0.001",
+        id="retry-0-backoff",
+    ),
+    pytest.param(
+        source("tinybackoff", retry={"backoffSeconds": 0.0001}),
+        "retry.backoffSeconds must be at least 0.001",
+        id="retry-tiny-backoff",
+    ),
     pytest.param(
         mapping("placeholder", kind="/projects/{x}/issues"),
         "kind has {placeholders}: give each one in selector.pathParameters",
@@ -138,6 +157,13 @@ def test_server_accepts_the_valid_variants(kube: Any, ns: str) -> None:
     )
     body = get(kube, ns, "hem/placeholder")["spec"]["selector"]["body"]
     assert body == {"any": ["json", 1]}, "the free-form body must not be pruned"
+
+
+def test_server_accepts_intervals_from_the_minimum_on(kube: Any, ns: str) -> None:
+    for name, interval in (("thirty", "30s"), ("half-minute", "0.5m"), ("mixed", "1h30m"), ("ms", "30000ms")):
+        create(kube, ns, source(name, interval=interval))
+        assert m.HttpSourceSpec.model_validate(source(name, interval=interval)["spec"]).interval_seconds >= 30
+    create(kube, ns, source("tiny-backoff", retry={"backoffSeconds": 0.001, "maxBackoffSeconds": 0.001}))
 
 
 def without_empty(value: Any) -> Any:

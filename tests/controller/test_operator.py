@@ -4,210 +4,37 @@ reads (`kubectl get`, conditions, events, the catalog)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-import yaml
 
-from tests.controller.itemsapi import ItemsApi
+# Unused here (F401): the fixtures api and operator, and _free_port, which other test modules import from here.
+from tests.controller.harness import (  # noqa: F401
+    TOKEN,
+    ItemsApi,
+    Operator,
+    _free_port,
+    annotate,
+    api_fixture,
+    apply,
+    condition,
+    events_of,
+    get,
+    mapping,
+    operator_fixture,
+    owned,
+    ready,
+    secret,
+    source,
+    users,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
-
-T = TypeVar("T")
-TOKEN = "s3cr3t-bearer-token-value"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Operator:
-    def __init__(self, kube: Any, workdir: Path) -> None:
-        self.kube = kube
-        self.catalog = workdir / "catalog.db"
-        self.state = workdir / "state.db"  # remote sinks' memory (a pod's emptyDir)
-        self.logfile = workdir / "operator.log"
-        self.metrics_port = _free_port()
-        self.health_port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = [
-            sys.executable, "-m", "httpsync.controller", "-A",
-            "--catalog", str(self.catalog),
-            "--metrics-port", str(self.metrics_port),
-            "--health-port", str(self.health_port),
-        ]  # fmt: skip
-        env = self.kube.env
-        env["PYTHONUNBUFFERED"] = "1"
-        env["HTTPSYNC_STATE"] = str(self.state)
-        with open(self.logfile, "ab") as log:
-            self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._healthy, "the operator's /healthz", operator=self, timeout=60)
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None and self.proc.poll() is None, f"operator exited:\n{self.log()}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log(self, tail: int = 4000) -> str:
-        return self.logfile.read_text(errors="replace")[-tail:] if self.logfile.exists() else ""
-
-    def catalog_list(self) -> list[dict[str, Any]]:
-        out = subprocess.run(
-            [sys.executable, "-m", "httpsync.cli", "catalog", "list", "--catalog", str(self.catalog), "-o", "json"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return json.loads(out.stdout)
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            return r.read().decode()
-
-
-def wait_for(fn: Callable[[], T], what: str, *, operator: Operator | None = None, timeout: float = 45) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(
-        f"timed out waiting for {what}; last value: {last!r}\n"
-        f"--- operator log ---\n{operator.log() if operator else ''}"
-    )
-
-
-@pytest.fixture(scope="module")
-def api() -> Iterator[ItemsApi]:
-    a = ItemsApi().start()
-    yield a
-    a.stop()
-
-
-@pytest.fixture(scope="module")
-def operator(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    op = Operator(kube, tmp_path_factory.mktemp("operator"))
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def apply(kube: Any, ns: str, *docs: dict[str, Any]) -> None:
-    kube.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
-
-
-def get(kube: Any, ns: str, what: str) -> dict[str, Any]:
-    return json.loads(kube.kubectl("get", "-n", ns, what, "-o", "json").stdout)
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c["type"] == type_:
-            return c
-    return None
-
-
-def ready(kube: Any, ns: str, what: str, status: str = "True", reason: str | None = None) -> Callable[[], Any]:
-    def check() -> Any:
-        obj = get(kube, ns, what)
-        c = condition(obj, "Ready")
-        if c and c["status"] == status and (reason is None or c["reason"] == reason):
-            return obj
-        return None
-
-    return check
-
-
-def secret(name: str, **data: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-
-
-def source(name: str, url: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "baseUrl": url,
-        "auth": {"type": "bearer", "secretRef": {"name": "api-creds", "key": "token"}},
-        "pagination": {"type": "page", "pageSize": 2, "sizeParam": "size", "totalPath": ".total"},
-        "retry": {"maxRetries": 0},
-        "interval": "1h",
-    }
-    body.update(spec)
-    return {"apiVersion": "httpsync.io/v1alpha1", "kind": "HttpSource", "metadata": {"name": name}, "spec": body}
-
-
-def mapping(name: str, src: str, kind: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "sourceRef": {"name": src},
-        "kind": kind,
-        "selector": {"dataPath": ".data"},
-        "mappings": {
-            "identifier": ".id | tostring",
-            "title": ".name",
-            "blueprint": '"user"',
-            "properties": {"team": ".team"},
-        },
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "httpsync.io/v1alpha1",
-        "kind": "HttpEndpointMapping",
-        "metadata": {"name": name},
-        "spec": body,
-    }
-
-
-def users(path_prefix: str, n: int, team: str = "a") -> list[dict[str, Any]]:
-    return [{"id": f"{path_prefix}-{i}", "name": f"User {i}", "team": team} for i in range(n)]
-
-
-def owned(op: Operator, ids_prefix: str) -> dict[str, dict[str, Any]]:
-    return {e["identifier"]: e for e in op.catalog_list() if e["identifier"].startswith(ids_prefix)}
-
-
-def annotate(kube: Any, ns: str, what: str, value: str) -> None:
-    kube.kubectl("annotate", "-n", ns, what, f"httpsync.io/requested-at={value}", "--overwrite")
-
-
-def events_of(kube: Any, ns: str, name: str) -> list[dict[str, Any]]:
-    items = get(kube, ns, "events")["items"]
-    return [e for e in items if e["involvedObject"]["name"] == name]
-
 
 # ---------------------------------------------------------------------------- tests
 
@@ -403,6 +230,31 @@ def test_mapping_deletion_removes_entities_unless_kept(kube: Any, api: ItemsApi,
     assert sorted(left) == [f"{ns}-b-0", f"{ns}-b-1"], "Delete removes a's entities; Keep keeps b's"
 
 
+def test_events_are_reported_by_httpsync(kube: Any, api: ItemsApi, operator: Operator) -> None:
+    ns = kube.new_namespace("op")
+    api.token = TOKEN
+    api.set_items(f"/{ns}/users", users(ns, 1))
+    apply(kube, ns, secret("api-creds", token=TOKEN), source("api", api.url), mapping("users", "api", f"/{ns}/users"))
+
+    def synced_events() -> dict[str, dict[str, Any]]:
+        items = kube.get_json("events", "-n", ns, "--field-selector", "source=httpsync,reason=Synced")["items"]
+        found = {e["involvedObject"]["kind"]: e for e in items}
+        return found if {"HttpSource", "HttpEndpointMapping"} <= set(found) else {}
+
+    found = wait_for(synced_events, "Synced events found by --field-selector source=httpsync", operator=operator)
+    assert (found["HttpSource"]["involvedObject"]["name"], found["HttpEndpointMapping"]["involvedObject"]["name"]) == (
+        "api",
+        "users",
+    )
+    for event in found.values():
+        assert event["source"]["component"] == "httpsync" and event["reportingComponent"] == "httpsync", event
+        assert event["type"] == "Normal", event
+    # Nothing of the operator's is reported by kopf; events.k8s.io/v1 names httpsync as the reporting controller.
+    assert kube.get_json("events", "-n", ns, "--field-selector", "source=kopf")["items"] == []
+    new_api = kube.get_json("events.v1.events.k8s.io", "-n", ns)["items"]
+    assert new_api and {e["reportingController"] for e in new_api} == {"httpsync"}, new_api
+
+
 def test_restart_picks_up_where_it_left_off(kube: Any, api: ItemsApi, operator: Operator) -> None:
     ns = kube.new_namespace("op")
     path = f"/{ns}/users"
@@ -435,7 +287,37 @@ def test_restart_picks_up_where_it_left_off(kube: Any, api: ItemsApi, operator: 
     assert hem["status"]["lastSync"]["entitiesDeleted"] == 1
 
 
-def test_operator_log_has_no_traceback(operator: Operator) -> None:
+def test_operator_log_has_no_traceback(kube: Any, api: ItemsApi, operator: Operator) -> None:
+    """Self-contained: it makes the operator sync, fail, stall, miss a source and delete before reading its log
+    (after the other tests of this module, the log holds their activity too)."""
+    ns = kube.new_namespace("op")
+    path = f"/{ns}/users"
+    api.set_items(path, users(ns, 3))
+    bad = mapping("badjq", "api", path)
+    bad["spec"]["mappings"]["title"] = ".name | ("
+    apply(
+        kube, ns,
+        secret("api-creds", token=TOKEN),
+        source("api", api.url),
+        mapping("users", "api", path),
+        bad,
+        source("nosecret", api.url, auth={"type": "bearer", "secretRef": {"name": "missing", "key": "token"}}),
+        mapping("unread", "nosecret", path),
+        mapping("orphan", "missing", path),
+    )  # fmt: skip
+    wait_for(ready(kube, ns, "hem/users"), "a sync", operator=operator)
+    wait_for(ready(kube, ns, "hem/badjq", "False", "InvalidJq"), "InvalidJq", operator=operator)
+    wait_for(ready(kube, ns, "hsrc/nosecret", "False", "SecretNotFound"), "SecretNotFound", operator=operator)
+    wait_for(ready(kube, ns, "hem/orphan", "False", "SourceNotFound"), "SourceNotFound", operator=operator)
+    api.fail_status = 503
+    try:
+        annotate(kube, ns, "hsrc/api", "fail")
+        wait_for(ready(kube, ns, "hem/users", "False"), "a failed sync", operator=operator)
+    finally:
+        api.fail_status = None
+    kube.kubectl("delete", "-n", ns, "hem/users", "hem/badjq", "hem/unread", "hem/orphan", "--timeout=60s")
+    kube.kubectl("delete", "-n", ns, "hsrc/api", "hsrc/nosecret", "--timeout=60s")
+
     log = operator.log(tail=10**7)
     assert "Traceback" not in log, log[-6000:]
     assert os.path.exists(operator.catalog)
@@ -468,7 +350,7 @@ def pushed(port: Any, ns: str) -> list[str]:
     return out
 
 
-def test_port_sink_memory_survives_a_restart_on_a_fresh_disk(
+def test_port_sink_state_lives_on_the_data_volume_and_losing_it_loses_nothing(
     kube: Any, api: ItemsApi, operator: Operator, port: Any
 ) -> None:
     from tests.portapi.server import CLIENT_ID, CLIENT_SECRET
@@ -487,15 +369,12 @@ def test_port_sink_memory_survives_a_restart_on_a_fresh_disk(
     wait_for(ready(kube, ns, "hem/users"), "first sync into Port", operator=operator)
     assert sorted(pushed(port, ns)) == [f"{ns}-{i}" for i in range(4)]
     assert sorted(k for k in port.state.entities.get("user", {}) if k.startswith(ns)) == [f"{ns}-{i}" for i in range(4)]
-    cms = json.loads(
-        kube.kubectl("get", "-n", ns, "configmaps", "-l", "httpsync.io/state-of=users", "-o", "json").stdout
-    )
-    assert cms["items"], "the memory is backed up to ConfigMaps"
-    assert all(o["kind"] == "HttpEndpointMapping" for c in cms["items"] for o in c["metadata"]["ownerReferences"])
+    cms = kube.get_json("configmaps", "-n", ns)["items"]
+    assert not [c for c in cms if c["metadata"]["name"] != "kube-root-ca.crt"], "no state in etcd"
+    assert operator.state.exists(), "the state is a file on the data volume"
 
-    # A restart on a fresh disk: the memory comes back from the ConfigMaps.
+    # A restart with the volume: nothing unchanged is pushed again, a vanished entity is deleted.
     operator.stop()
-    operator.state.unlink()
     api.set_items(path, users(ns, 3))
     operator.start()
     annotate(kube, ns, "hsrc/api", "after-restart")
@@ -507,8 +386,31 @@ def test_port_sink_memory_survives_a_restart_on_a_fresh_disk(
     assert (last["entitiesUpserted"], last["entitiesUnchanged"], last["entitiesDeleted"]) == (0, 3, 1)
     assert len(pushed(port, ns)) == 4, "no unchanged entity is pushed twice"
     assert sorted(k for k in port.state.entities["user"] if k.startswith(ns)) == [f"{ns}-{i}" for i in range(3)]
-    assert CLIENT_SECRET not in kube.kubectl("get", "-n", ns, "hsrc,hem,events", "-o", "yaml").stdout
 
+    # A restart on a fresh volume (emptyDir): every entity is pushed once more (idempotent upserts) and
+    # nothing is deleted, since nothing can be proven stale; the next sync is incremental again.
+    operator.stop()
+    operator.state.unlink()
+    api.set_items(path, users(ns, 2))
+    operator.start()
+    annotate(kube, ns, "hsrc/api", "fresh-disk")
+    wait_for(
+        lambda: get(kube, ns, "hsrc/api")["status"].get("lastHandledReconcileAt") == "fresh-disk",
+        "a sync on a fresh disk", operator=operator,
+    )  # fmt: skip
+    last = get(kube, ns, "hem/users")["status"]["lastSync"]
+    assert (last["entitiesUpserted"], last["entitiesUnchanged"], last["entitiesDeleted"]) == (2, 0, 0)
+    assert sorted(k for k in port.state.entities["user"] if k.startswith(ns)) == [f"{ns}-{i}" for i in range(3)], (
+        "the entity that vanished while the state was lost stays: it cannot be proven stale"
+    )
+    assert len(pushed(port, ns)) == 6
+    annotate(kube, ns, "hsrc/api", "incremental")
+    wait_for(
+        lambda: get(kube, ns, "hsrc/api")["status"].get("lastHandledReconcileAt") == "incremental",
+        "an incremental sync", operator=operator,
+    )  # fmt: skip
+    assert len(pushed(port, ns)) == 6, "the state was rebuilt by the re-push"
+    assert CLIENT_SECRET not in kube.kubectl("get", "-n", ns, "hsrc,hem,events", "-o", "yaml").stdout
 
 def test_deletion_guard_blocks_an_emptied_endpoint_until_lifted(kube: Any, api: ItemsApi, operator: Operator) -> None:
     ns = kube.new_namespace("op")

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from httpsync.engine.client import SourceClient, retry_after_seconds
+from httpsync.engine.client import SourceClient
 from httpsync.errors import (
     ConfigError,
     ConnectionFailedError,
@@ -24,6 +24,7 @@ from httpsync.errors import (
     TimeoutFailedError,
 )
 from httpsync.http.limits import TokenBucket
+from httpsync.http.responses import retry_after_seconds
 from tests.testapi.fixtures import StaticSecrets, source_spec
 from tests.testapi.server import TestApi, free_port
 

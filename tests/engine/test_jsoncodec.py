@@ -12,8 +12,7 @@ import pytest
 
 from httpsync.engine import jsoncodec
 from httpsync.errors import ResponseFormatError
-from httpsync.sinks import entity_hash
-from httpsync.sinks.catalog import canonical_json
+from httpsync.state.hashing import canonical_json, entity_hash
 
 TEXTS = [
     b'{"items":[{"id":1,"score":1.5,"f":1.0,"n":null,"t":true}],"total":2}',

@@ -331,3 +331,86 @@ def test_link_rel_is_configurable() -> None:
     paginator.first_request()
     response = httpx.Response(200, headers={"Link": '</x?p=2>; rel="next", </x?p=3>; rel="more"'}, content=b"[]")
     assert paginator.next_request(response, [], [1]) == ("http://h/x?p=3", {})
+
+
+# --------------------------------------------------------------------------- fetching ahead (issue 15)
+
+
+def response(content: str) -> httpx.Response:
+    return httpx.Response(200, content=content.encode())
+
+
+def test_last_page_path_may_give_the_last_page_number() -> None:
+    paginator = PaginationPlan.compile(pagination_spec(type="page", pageSize=2, lastPagePath=".last")).start("http://h")
+    paginator.first_request()
+    assert paginator.next_request(response("1"), {"last": 3}, [1, 2]) == ("http://h", {"page": "2", "size": "2"})
+    assert paginator.next_request(response("2"), {"last": 3.0}, [1, 2]) == ("http://h", {"page": "3", "size": "2"})
+    assert paginator.next_request(response("3"), {"last": 3}, [1, 2]) is None
+    # 0 and 1 keep their meaning of false and true.
+    paginator = PaginationPlan.compile(pagination_spec(type="page", pageSize=2, lastPagePath=".last")).start("http://h")
+    paginator.first_request()
+    assert paginator.next_request(response("1"), {"last": 0}, [1, 2]) is not None
+    assert paginator.next_request(response("2"), {"last": 1}, [1, 2]) is None
+
+
+async def test_last_page_number_end_to_end(testapi: TestApi) -> None:
+    pages, counters = await fetch(
+        testapi, "/api/many/items", {"type": "page", "pageSize": 10, "lastPagePath": ".last_page"}, dataPath=".items"
+    )
+    assert [i["id"] for p in pages for i in p] == list(range(1, 101))
+    assert counters.requests == 10
+
+
+def upcoming_after_first(spec: dict[str, Any], body: Any, items: int, limit: int = 100) -> list[dict[str, str]]:
+    paginator = PaginationPlan.compile(pagination_spec(**spec)).start("http://h", {"q": "1"})
+    paginator.first_request()
+    assert paginator.next_request(response("1"), body, list(range(items))) is not None
+    return [params for _, params in paginator.upcoming(limit)]
+
+
+def test_upcoming_with_a_total() -> None:
+    offset = {"type": "offset", "pageSize": 10, "totalPath": ".total"}
+    got = upcoming_after_first(offset, {"total": 45}, 10)  # next: offset 10; then 20, 30, 40
+    assert got == [{"q": "1", "offset": str(n), "limit": "10"} for n in (20, 30, 40)]
+    assert upcoming_after_first(offset, {"total": 45}, 10, limit=2) == got[:2]
+    assert upcoming_after_first({**offset, "maxPages": 3}, {"total": 45}, 10) == got[:1]  # pages 1, 2, 3
+    assert upcoming_after_first(offset, {"total": 20}, 10) == []
+    # A server capping the page size: offsets advance by what it answers.
+    capped = upcoming_after_first({**offset, "pageSize": 100}, {"total": 100}, 40)
+    assert [p["offset"] for p in capped] == ["80"]
+    page = {"type": "page", "pageSize": 10, "totalPath": ".total"}
+    assert [p["page"] for p in upcoming_after_first(page, {"total": 41}, 10)] == ["3", "4", "5"]
+    explicit = {**page, "hasMorePath": ".more"}  # the total still plans the pages when a flag decides
+    assert [p["page"] for p in upcoming_after_first(explicit, {"total": 30, "more": True}, 10)] == ["3"]
+
+
+def test_upcoming_with_a_last_page_number() -> None:
+    spec = {"type": "page", "pageSize": 10, "lastPagePath": ".last"}
+    assert [p["page"] for p in upcoming_after_first(spec, {"last": 4}, 10)] == ["3", "4"]
+
+
+def test_upcoming_without_a_total_is_the_prefetch() -> None:
+    assert upcoming_after_first({"type": "offset", "pageSize": 10}, {}, 10) == []
+    got = upcoming_after_first({"type": "offset", "pageSize": 10, "prefetch": 3}, {}, 10)
+    assert [p["offset"] for p in got] == ["20", "30", "40"]
+    got = upcoming_after_first({"type": "page", "pageSize": 10, "prefetch": 16}, {}, 10, limit=2)
+    assert [p["page"] for p in got] == ["3", "4"]
+
+
+def test_upcoming_is_empty_for_cursors_and_links() -> None:
+    cursor = {"type": "cursor", "cursorPath": ".c"}
+    assert upcoming_after_first(cursor, {"c": "x"}, 10) == []
+    assert upcoming_after_first({"type": "nextLink"}, {"next": "/p2"}, 10) == []
+
+
+def test_prefetch_is_only_for_offset_and_page() -> None:
+    with pytest.raises(ValueError, match="prefetch is only valid for offset and page pagination"):
+        pagination_spec(type="cursor", cursorPath=".c", prefetch=2)
+    with pytest.raises(ValueError, match="less than or equal to 16"):
+        pagination_spec(type="offset", prefetch=17)
+
+
+def test_upcoming_is_bounded_whatever_the_total() -> None:
+    spec = {"type": "page", "pageSize": 10, "totalPath": ".total"}
+    for total in (1e300, float("inf")):  # (jq reads Infinity as the largest double)
+        assert [p["page"] for p in upcoming_after_first(spec, {"total": total}, 10, limit=3)] == ["3", "4", "5"]

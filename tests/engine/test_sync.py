@@ -14,12 +14,12 @@ from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
 from httpsync.engine import sync as sync_module
 from httpsync.engine.client import SourceClient
 from httpsync.engine.fetch import FetchCounters
+from httpsync.engine.ports import SinkReport
 from httpsync.engine.sync import deletion_blocked_message, preview_mapping, sync_mapping
 from httpsync.engine.types import Entity, EntityRef
 from httpsync.errors import ConnectionFailedError, EngineError
 from httpsync.http.redact import register_secret
 from httpsync.sinks import Catalog
-from httpsync.sinks.base import SinkReport
 from tests.testapi import server
 from tests.testapi.fixtures import StaticSecrets, mapping_spec, pagination_spec, source_spec
 
@@ -205,14 +205,17 @@ class RejectingSink:
         self.inner = inner
         self.reject = reject
 
-    async def upsert(self, owner: str, entities: Sequence[Entity]) -> SinkReport:
+    async def upsert(self, owner: str, entities: Sequence[Entity], *, sync_id: str | None = None) -> SinkReport:
         ok = [e for e in entities if e["identifier"] not in self.reject]
-        await self.inner.upsert(owner, ok)
+        await self.inner.upsert(owner, ok, sync_id=sync_id)
         failed = [(EntityRef(e["blueprint"], e["identifier"]), "422 invalid") for e in entities if e not in ok]
         return SinkReport(failed=failed)
 
-    async def delete(self, owner: str, refs: Sequence[EntityRef]) -> SinkReport:
-        return await self.inner.delete(owner, refs)  # type: ignore[no-any-return]
+    async def delete(self, owner: str, refs: Sequence[EntityRef], *, sync_id: str | None = None) -> SinkReport:
+        return await self.inner.delete(owner, refs, sync_id=sync_id)  # type: ignore[no-any-return]
+
+    async def sync_completed(self, owner: str, sync_id: str, *, entities: int, full: bool) -> None:
+        pass
 
     async def aclose(self) -> None:
         pass
@@ -225,6 +228,150 @@ async def test_sink_rejections_are_counted_and_retried_next_time(script: Script,
     assert r.sink_error_samples == ["user/2: 422 invalid"]
     r = await run(catalog)
     assert (r.entities_upserted, r.entities_unchanged) == (1, 3)
+
+
+class RecordingSink:
+    """Records every call (with its sync id) and passes it on to ``inner``."""
+
+    name = "recording"
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str | None, Any]] = []  # (method, sync id, what)
+
+    async def upsert(self, owner: str, entities: Sequence[Entity], *, sync_id: str | None = None) -> SinkReport:
+        assert owner == OWNER
+        self.calls.append(("upsert", sync_id, sorted(e["identifier"] for e in entities)))
+        return await self.inner.upsert(owner, entities, sync_id=sync_id)  # type: ignore[no-any-return]
+
+    async def delete(self, owner: str, refs: Sequence[EntityRef], *, sync_id: str | None = None) -> SinkReport:
+        assert owner == OWNER
+        self.calls.append(("delete", sync_id, sorted(r.identifier for r in refs)))
+        return await self.inner.delete(owner, refs, sync_id=sync_id)  # type: ignore[no-any-return]
+
+    async def sync_completed(self, owner: str, sync_id: str, *, entities: int, full: bool) -> None:
+        assert owner == OWNER
+        self.calls.append(("completed", sync_id, {"entities": entities, "full": full}))
+
+    async def aclose(self) -> None:
+        pass
+
+    def take(self) -> list[tuple[str, str | None, Any]]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+async def test_each_sync_has_its_id_and_a_complete_one_tells_the_sink(script: Script, catalog: Catalog) -> None:
+    sink = RecordingSink(catalog.sink)
+    script.pages = [users(range(3)), users(range(3, 5))]
+    await run(catalog, sink=sink)
+    first = sink.take()
+    sync_id = first[0][1]
+    assert isinstance(sync_id, str) and len(sync_id) == 32 and int(sync_id, 16) >= 0
+    assert first == [
+        ("upsert", sync_id, ["0", "1", "2", "3", "4"]),
+        ("completed", sync_id, {"entities": 5, "full": True}),  # every entity was sent
+    ]
+
+    script.pages = [users(range(1, 5)), users([9])]  # 0 vanished, 9 is new, the rest unchanged
+    r = await run(catalog, sink=sink)
+    assert (r.entities_upserted, r.entities_unchanged, r.entities_deleted) == (1, 4, 1)
+    second = sink.take()
+    other = second[0][1]
+    assert other != sync_id
+    assert second == [
+        ("upsert", other, ["9"]),
+        ("delete", other, ["0"]),
+        ("completed", other, {"entities": 5, "full": False}),  # 4 were not sent again
+    ]
+
+    r = await run(catalog, sink=sink)  # nothing changed: nothing pushed, still completed
+    (completed,) = sink.take()
+    assert completed[0] == "completed" and completed[2] == {"entities": 5, "full": False}
+
+
+async def test_rejected_entities_count_as_owned_when_completing(script: Script, catalog: Catalog) -> None:
+    sink = RecordingSink(RejectingSink(catalog.sink, {"2"}))
+    script.pages = [users(range(4))]
+    r = await run(catalog, sink=sink)
+    assert (r.outcome, r.entities_upserted, r.entities_failed) == ("Succeeded", 3, 1)
+    assert sink.take()[-1][2] == {"entities": 4, "full": True}
+
+
+async def test_a_failed_or_blocked_sync_is_not_completed(script: Script, catalog: Catalog) -> None:
+    sink = RecordingSink(catalog.sink)
+    script.pages = [users(range(10))]
+    await run(catalog, sink=sink)
+    sink.take()
+
+    script.pages = [users(range(2))]  # 8 of 10 would go: blocked
+    r = await run(catalog, sink=sink)
+    assert r.reason == "DeletionBlocked"
+    assert [c[0] for c in sink.take()] == []  # nothing changed, nothing deleted, not completed
+
+    script.pages = [users(range(10), n=1)]
+    script.error = ConnectionFailedError("GET http://api/users?page=2: connection refused")
+    r = await run(catalog, sink=sink)
+    assert r.outcome == "Failed"
+    assert [c[0] for c in sink.take()] == ["upsert"]  # what was fetched is pushed; the sync is not complete
+
+
+async def test_the_result_views(script: Script, catalog: Catalog) -> None:
+    script.pages = [[{"id": None}, *users(range(3))]]
+    r = await run(catalog, sink=RejectingSink(catalog.sink, {"1"}))
+    assert list(r.to_json()) == [
+        "mapping",
+        "kind",
+        "outcome",
+        "reason",
+        "message",
+        "requests",
+        "pages",
+        "itemsFetched",
+        "itemsFiltered",
+        "entities",
+        "entitiesUpserted",
+        "entitiesUnchanged",
+        "entitiesDeleted",
+        "entitiesFailed",
+        "mappingErrors",
+        "mappingErrorSamples",
+        "deletionBlocked",
+        "durationSeconds",
+    ]
+    doc = r.to_json()
+    assert (doc["mapping"], doc["kind"], doc["outcome"], doc["reason"], doc["message"]) == (
+        "users",
+        "/users",
+        "Succeeded",
+        None,
+        "",
+    )
+    assert (doc["entities"], doc["entitiesUpserted"], doc["entitiesFailed"], doc["mappingErrors"]) == (3, 2, 1, 1)
+    assert doc["mappingErrorSamples"] == ["mappings.identifier is null"]
+    assert doc["durationSeconds"] == r.duration_seconds
+
+    wire = r.to_status().to_wire()  # the status' lastSync
+    assert wire == {
+        "outcome": "Succeeded",
+        "requests": 1,
+        "pages": 1,
+        "itemsFetched": 4,
+        "itemsFiltered": 0,
+        "entities": 3,
+        "entitiesUpserted": 2,
+        "entitiesUnchanged": 0,
+        "entitiesDeleted": 0,
+        "entitiesFailed": 1,
+        "mappingErrors": {"count": 1, "samples": ["mappings.identifier is null"]},
+        "sinkErrorSamples": ["user/1: 422 invalid"],
+        "durationSeconds": r.duration_seconds,
+    }
+
+    script.pages = []
+    script.error = EngineError("x" * 5000, reason="HttpError")
+    failed = (await run(catalog)).to_status().to_wire()
+    assert (failed["outcome"], failed["reason"], len(failed["message"])) == ("Failed", "HttpError", 2000)
 
 
 class CountingState:
@@ -319,11 +466,14 @@ class FailingSink:
 
     name = "failing"
 
-    async def upsert(self, owner: str, entities: Sequence[Entity]) -> SinkReport:
+    async def upsert(self, owner: str, entities: Sequence[Entity], *, sync_id: str | None = None) -> SinkReport:
         raise ConnectionFailedError("sink unreachable")
 
-    async def delete(self, owner: str, refs: Sequence[EntityRef]) -> SinkReport:
+    async def delete(self, owner: str, refs: Sequence[EntityRef], *, sync_id: str | None = None) -> SinkReport:
         raise AssertionError("nothing is deleted")
+
+    async def sync_completed(self, owner: str, sync_id: str, *, entities: int, full: bool) -> None:
+        raise AssertionError("a failed sync is not completed")
 
     async def aclose(self) -> None:
         pass
@@ -352,12 +502,27 @@ async def test_preview_stops_at_the_limit_and_lists_errors(script: Script) -> No
     assert p.errors == ["mappings.identifier is null"]
     assert script.consumed == 2
     assert p.to_json()["itemsFetched"] == 11
+    assert list(p.to_json()) == [
+        "mapping",
+        "kind",
+        "outcome",
+        "reason",
+        "message",
+        "requests",
+        "pages",
+        "itemsFetched",
+        "itemsFiltered",
+        "entities",
+        "errors",
+    ]
+    assert p.to_json()["entities"] == p.entities
 
 
 async def test_preview_reports_a_failure(script: Script) -> None:
     script.error = EngineError("nope", reason="HttpError")
     p = await preview_mapping(None, "users", mapping(), PaginationSpec())
-    assert (p.outcome, p.reason, p.message, p.entities) == ("Failed", "HttpError", "nope", [])
+    assert (p.result.outcome, p.result.reason, p.result.message, p.entities) == ("Failed", "HttpError", "nope", [])
+    assert (p.to_json()["outcome"], p.to_json()["message"]) == ("Failed", "nope")
 
 
 # --------------------------------------------------------------------------- the real HTTP engine

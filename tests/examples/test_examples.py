@@ -19,13 +19,14 @@ import yaml
 from aiohttp import web
 
 from httpsync.api.models import HttpSource, HttpSourceSpec
-from httpsync.cli.common import check_mappings, for_each_mapping, pagination_of
-from httpsync.cli.manifests import Manifests, load_manifests
+from httpsync.cli.common import check_mappings, pagination_of
+from httpsync.cli.manifests import Manifests, load_manifests, namespace_of
 from httpsync.demo import server as demo
 from httpsync.engine.auth import secret_keys
-from httpsync.engine.sync import PreviewResult, preview_mapping
+from httpsync.engine.runner import run_source
+from httpsync.engine.sync import PreviewResult, failed_result, preview_mapping
 from httpsync.errors import EngineError
-from tests.controller.test_operator import Operator, _free_port, condition, get, wait_for
+from tests.controller.harness import Operator, _free_port, condition, get, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -297,19 +298,20 @@ async def _preview(manifests: Manifests, emulator_url: str) -> PreviewResult:
         return await preview_mapping(client, m.metadata.name, m.spec, pagination_of(manifests, m), limit=100)
 
     def failed(m: Any, e: EngineError) -> PreviewResult:
-        return PreviewResult(m.metadata.name, m.spec.kind, outcome="Failed", reason=e.reason, message=e.message)
+        return PreviewResult(failed_result(m.metadata.name, m.spec.kind, e))
 
-    (result,) = await for_each_mapping(manifests, manifests.mappings, work, failed)
-    assert result.outcome == "Succeeded", (result.reason, result.message)
+    secrets = manifests.secrets_for(namespace_of(manifests.mappings[0]))
+    (result,) = await run_source(source.spec, manifests.mappings, secrets, work, failed, concurrency=1)
+    assert result.result.outcome == "Succeeded", (result.result.reason, result.result.message)
     assert result.errors == []
-    assert (result.pages, result.items_fetched) == (3, ITEMS)
+    assert (result.result.pages, result.result.items_fetched) == (3, ITEMS)
     return result
 
 
 async def test_github_example_follows_the_link_header(emulator: Emulator) -> None:
     result = await _preview(load_manifests([EXAMPLES / "pagination" / "github-link-header.yaml"]), emulator.url)
     assert [e["identifier"] for e in result.entities] == ["kubernetes/repo0", "kubernetes/repo3", "kubernetes/repo4"]
-    assert result.items_filtered == 2  # the archived repository and the fork
+    assert result.result.items_filtered == 2  # the archived repository and the fork
     assert result.entities[0]["properties"]["defaultBranch"] == "main"
     paths = [(p, q) for p, q in emulator.log]
     assert paths[0] == ("/orgs/kubernetes/repos", {"per_page": "100", "type": "all", "sort": "full_name"})

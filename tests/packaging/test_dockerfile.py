@@ -273,7 +273,7 @@ def test_image_runs_httpsync_as_uid_10001(stages: list[Stage]) -> None:
 
 
 def test_chart_matches_the_image() -> None:
-    """The chart's non-root user, ports and catalog path are the image's."""
+    """The chart's non-root user, ports and data paths (catalog and sync state) are the image's."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     stages = parse_dockerfile(DOCKERFILE.read_text())
     final = stages[-1]
@@ -282,12 +282,28 @@ def test_chart_matches_the_image() -> None:
     exposed = {int(p) for i in final.all("EXPOSE") for p in i.args.split()}
     assert exposed == {values["metrics"]["port"], values["health"]["port"]}
     env = " ".join(i.args for i in final.all("ENV"))
-    catalog = re.search(r"\bHTTPSYNC_CATALOG=(\S+)", env)
-    assert catalog, "the image should name its catalog file"
     deployment = (CHART / "templates" / "deployment.yaml").read_text()
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
-    assert '--catalog={{ include "httpsync-operator.catalogPath" . }}' in deployment
-    assert f"\n{catalog.group(1)}\n" in helpers  # the chart's catalogPath
-    folder = str(Path(catalog.group(1)).parent)
-    assert f"mountPath: {folder}\n" in deployment  # a volume, so the folder exists and is writable
-    assert any(f"install -d -o {uid} -g {uid}" in i.args and folder in i.args for i in final.all("RUN"))
+    paths = {}
+    for var, helper in (("HTTPSYNC_CATALOG", "catalogPath"), ("HTTPSYNC_STATE", "statePath")):
+        found = re.search(rf"\b{var}=(\S+)", env)
+        assert found, f"the image should set {var}"
+        paths[var] = found.group(1)
+        # The chart sets the same variable from a helper that names the same file.
+        assert re.search(rf'define "httpsync-operator\.{helper}" -}}}}\n{re.escape(found.group(1))}\n', helpers), var
+        assert re.search(
+            rf'- name: {var}\n\s+value: {{{{ include "httpsync-operator\.{helper}" \. \| quote }}}}', deployment
+        ), f"the Deployment should set {var} from the chart's {helper}"
+    folders = {str(Path(p).parent) for p in paths.values()}
+    assert folders == {"/var/lib/httpsync"}, f"catalog and state share the data folder: {paths}"
+    (folder,) = folders
+    assert re.search(rf'define "httpsync-operator\.dataDir" -}}}}\n{re.escape(folder)}\n', helpers)
+    # A volume, so the folder exists and is writable under a read-only root filesystem.
+    assert 'mountPath: {{ include "httpsync-operator.dataDir" . }}\n' in deployment
+    creates = [i for i in final.all("RUN") if f"install -d -o {uid} -g {uid}" in i.args and folder in i.args]
+    assert creates, f"the image should create {folder} owned by {uid}"
+    # Declared as a volume, after it is created and owned (a volume Docker makes starts with that content).
+    declared = {i.line: json.loads(i.args) if i.args.startswith("[") else i.args.split() for i in final.all("VOLUME")}
+    volumes = [line for line, folders_ in declared.items() if folder in folders_]
+    assert volumes, f"the image should declare {folder} a VOLUME"
+    assert volumes[-1] > creates[-1].line

@@ -6,7 +6,8 @@ Runs on 127.0.0.1 (a random free port) inside the tests (:class:`PortApi`, fixtu
     python -m tests.portapi.server --port 8098
 
 Entities live in memory per blueprint (``state.entities[blueprint][identifier]``). Every request
-is logged (``state.log``: method, decoded path, raw path, query, headers, body bytes, status).
+is logged (``state.log``: method, decoded path, raw path, query, headers, body bytes, arrival time,
+status).
 
 Endpoints (the contract of https://docs.port.io/api-reference):
 
@@ -25,8 +26,9 @@ Knobs on :class:`PortState`: ``token_ttl`` (expiresIn, seconds, may be fractiona
 per-entity error message), identifiers must match :data:`IDENTIFIER_RE`, ``blueprints`` (None:
 every blueprint exists; a set: others answer 404), ``max_body_bytes`` (larger bodies answer 413),
 ``bulk_delete_enabled`` (False: the bulk delete route answers 404, like an older API),
-``dependents`` (identifiers whose deletion fails), ``inject(status, times, retry_after=...)``
-(the next requests to /v1/blueprints answer that status; ``token=True`` for the token endpoint),
+``dependents`` (identifiers whose deletion fails), ``inject(status, times, retry_after=...,
+headers=...)`` (the next requests to /v1/blueprints answer that status, with a ``Retry-After`` and
+other headers; ``token=True`` for the token endpoint),
 ``echo_credentials`` (error bodies repeat the Authorization header and client secret they got:
 a careless server, for redaction tests).
 """
@@ -64,6 +66,7 @@ class LoggedRequest:
     headers: dict[str, str]  # lower-case names
     body: bytes
     status: int | None = None
+    time: float = 0.0  # time.monotonic() at arrival
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -73,6 +76,7 @@ class LoggedRequest:
 class Fault:
     status: int
     retry_after: str | None = None
+    headers: dict[str, str] | None = None
 
 
 @dataclass
@@ -94,9 +98,19 @@ class PortState:
     def revoke_tokens(self) -> None:
         self.tokens.clear()
 
-    def inject(self, status: int, times: int = 1, *, retry_after: str | None = None, token: bool = False) -> None:
-        """The next ``times`` requests (to /v1/blueprints, or to the token endpoint) answer ``status``."""
-        (self.token_faults if token else self.faults).extend(Fault(status, retry_after) for _ in range(times))
+    def inject(
+        self,
+        status: int,
+        times: int = 1,
+        *,
+        retry_after: str | None = None,
+        headers: dict[str, str] | None = None,
+        token: bool = False,
+    ) -> None:
+        """The next ``times`` requests (to /v1/blueprints, or to the token endpoint) answer ``status``
+        (with ``Retry-After: retry_after`` and ``headers``)."""
+        faults = self.token_faults if token else self.faults
+        faults.extend(Fault(status, retry_after, headers) for _ in range(times))
 
     def requests_to(self, path_prefix: str, method: str | None = None) -> list[LoggedRequest]:
         return [r for r in self.log if r.path.startswith(path_prefix) and (method is None or r.method == method)]
@@ -146,6 +160,7 @@ async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         query=dict(request.query),
         headers={k.lower(): v for k, v in request.headers.items()},
         body=body,
+        time=time.monotonic(),
     )
     state.log.append(entry)
     try:
@@ -164,7 +179,9 @@ async def _pre_handler(request: web.Request, state: PortState, body: bytes) -> w
     faults = state.token_faults if is_token else state.faults
     if faults and (is_token or request.path.startswith(BLUEPRINTS_PREFIX)):
         fault = faults.pop(0)
-        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+        headers = dict(fault.headers or {})
+        if fault.retry_after is not None:
+            headers["Retry-After"] = fault.retry_after
         payload = {"ok": False, "error": "injected", "status": fault.status}
         return web.json_response(payload, status=fault.status, headers=headers)
     if request.path.startswith(BLUEPRINTS_PREFIX) and not _authorized(request):

@@ -4,6 +4,7 @@ servers on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,15 +34,17 @@ class Reply:
 class Receiver:
     """A webhook receiver recording every request. ``replies`` are answered in order, then 200."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.received: list[Received] = []
         self.replies: list[Reply] = []
         self._runner: web.AppRunner | None = None
+        self._ssl_context = ssl_context
         self.port = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/hook"
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.received.append(Received({k.lower(): v for k, v in request.headers.items()}, await request.read()))
@@ -55,7 +58,7 @@ class Receiver:
         app.router.add_post("/hook", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl_context).start()
         self.port = int(self._runner.addresses[0][1])
         return self
 

@@ -14,6 +14,7 @@ import pytest
 from httpsync.api.models import SinkSpec
 from httpsync.engine.types import Entity, EntityRef
 from httpsync.errors import SecretError, SinkError
+from httpsync.http.transport import AiohttpTransport
 from httpsync.sinks.factory import build_sink
 from httpsync.sinks.port import PortSink
 from tests.portapi import server
@@ -303,6 +304,75 @@ async def test_connection_errors_are_retried_then_reported() -> None:
         await sink.aclose()
     assert "ConnectError" in str(err.value) and "(3 attempts)" in str(err.value)
     assert sink.requests == 3
+
+
+async def test_a_rate_limited_403_is_retried_but_a_plain_403_is_not(portapi: PortApi) -> None:
+    sink = port_sink(portapi)
+    try:
+        await sink.upsert(OWNER, many(1))  # the token first
+        portapi.state.inject(403, 1, retry_after="0.2", headers={"X-RateLimit-Remaining": "0"})
+        started = time.monotonic()
+        report = await sink.upsert(OWNER, many(2, prefix="r"))
+        elapsed = time.monotonic() - started
+        portapi.state.inject(403, 1)
+        with pytest.raises(SinkError) as err:
+            await sink.upsert(OWNER, many(1, prefix="f"))
+    finally:
+        await sink.aclose()
+    assert report.failed == []
+    assert elapsed >= 0.2  # the Retry-After of the rate-limited answer
+    assert [r.status for r in portapi.state.bulk_upserts()] == [200, 403, 200, 403]
+    assert err.value.reason == "PortAuthFailed" and err.value.stalled
+    assert "403 Forbidden" in str(err.value) and "may not write this blueprint" in str(err.value)
+
+
+async def test_a_retry_after_holds_every_request_of_the_sink(portapi: PortApi) -> None:
+    sink = port_sink(portapi)
+    try:
+        await sink.upsert(OWNER, many(1))  # the token first
+        portapi.state.inject(429, 1, retry_after="0.4")
+        await asyncio.gather(*(sink.upsert(OWNER, many(60, prefix=f"c{k}-")) for k in range(4)))
+    finally:
+        await sink.aclose()
+    bulk = portapi.state.bulk_upserts()
+    (limited,) = [r for r in bulk if r.status == 429]
+    # Once the sink heard the 429, no request starts for 0.4 s: only those already sent (at most
+    # the 3 other callers' current batches) arrive during the pause.
+    during = [r for r in bulk if limited.time < r.time < limited.time + 0.35]
+    assert len(during) <= 3, [(r.status, r.time - limited.time) for r in during]
+    assert portapi.state.count("service") == 1 + 240
+
+
+async def test_token_endpoint_retry_after_is_honoured(portapi: PortApi) -> None:
+    portapi.state.inject(429, 1, retry_after="0.3", token=True)
+    sink = port_sink(portapi)
+    try:
+        started = time.monotonic()
+        await sink.upsert(OWNER, many(1))
+        elapsed = time.monotonic() - started
+    finally:
+        await sink.aclose()
+    assert elapsed >= 0.3
+    assert [r.status for r in portapi.state.requests_to("/v1/auth/access_token")] == [429, 200]
+
+
+async def test_an_unreachable_proxy_is_retried_then_reported(portapi: PortApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port}")
+    sink = port_sink(portapi, max_retries=2, transport=AiohttpTransport())
+    try:
+        with pytest.raises(SinkError) as err:
+            await sink.upsert(OWNER, many(1))
+    finally:
+        await sink.aclose()
+    assert "ProxyError" in str(err.value) and "(3 attempts)" in str(err.value)
+    assert not err.value.stalled
+    assert sink.requests == 3  # the token request, three times: a proxy error is worth a retry
+    assert portapi.log == []
 
 
 async def test_other_4xx_on_a_batch_is_fatal_with_the_body_start(portapi: PortApi) -> None:

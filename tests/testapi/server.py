@@ -7,8 +7,10 @@ Runs on 127.0.0.1 (a random free port) inside the tests (:class:`TestApi`, fixtu
 
 Data is generated deterministically from :data:`SEED`, so tests compute expected counts from
 :data:`USERS`, :data:`TICKETS`, :func:`comments_of`, :data:`ORGS`, :func:`repos_of`, :func:`issues_of`.
-Every request is logged (method, path, raw path, query, headers, body, time, status) in
-``state.log``; ``state.max_in_flight`` is the highest number of requests handled at once.
+Every request is logged (method, path, raw path, query, headers, body, arrival and end time,
+status) in ``state.log``; ``state.max_in_flight`` is the highest number of requests handled at
+once, ``state.cancelled`` counts requests whose client went away before the answer. Every
+response waits ``state.latency`` seconds first (an asynchronous sleep), as from a distant API.
 
 Endpoints (all JSON unless said otherwise):
 
@@ -31,6 +33,12 @@ pagination over USERS
   /api/odata/users             ?$top (&$skiptoken) -> {value, @odata.nextLink (absolute, own params)}
   /api/next-relative/users     ?per -> {results, next}; next is relative (path, then segment, then query)
   /api/link/users              ?page&per_page -> array + Link header (several links, quoted params)
+  /api/many/items              ?page&size (1-based) or ?offset&limit over state.many (MANY items by
+                               default) -> {items, total, last_page}; ?total=0 leaves the total out;
+                               state.page_faults[page number] = [(status, headers), ...] answers
+                               the next requests of that page with these errors, one each;
+                               state.short_pages[page number] = n cuts that page to n items;
+                               state.page_delay[page number] = seconds delays that page
 nested
   /api/tickets                     offset -> {data, total}; ticket ids and slugs ("a/b c?" style)
   /api/tickets/{id}/comments       offset -> {data, total}; delay state.child_delay
@@ -71,6 +79,7 @@ from tests.loopback import LoopbackServer
 SEED = 20240607
 CAP = 40
 MID500 = 100
+MANY = 100
 
 BEARER_TOKEN = "bearer-tok-8f3a9c2e71"
 API_KEY = "apikey-5d1e77b0c4"
@@ -105,6 +114,10 @@ ORGS: list[dict[str, Any]] = [{"login": "acme"}, {"login": "big corp"}, {"login"
 FLAGS: list[dict[str, Any]] = [{"on": True, "n": 2.0}, {"on": False, "n": 3.5}]
 
 
+def many_items(n: int = MANY) -> list[dict[str, Any]]:
+    return [{"id": i, "name": f"item-{i}", "group": i % 3} for i in range(1, n + 1)]
+
+
 def comments_of(ticket_id: int) -> list[dict[str, Any]]:
     rng = random.Random(SEED * 1000 + ticket_id)
     return [{"id": f"{ticket_id}-{j}", "text": f"comment {j}"} for j in range(rng.randint(0, 7))]
@@ -131,7 +144,8 @@ class LoggedRequest:
     headers: dict[str, str]  # lower-case names
     body: str
     time: float  # time.monotonic() at arrival
-    status: int | None = None
+    status: int | None = None  # None: still in flight, or cancelled (the client went away)
+    done: float | None = None  # time.monotonic() when the handler ended
 
 
 @dataclass
@@ -146,6 +160,12 @@ class ApiState:
     token_forms: list[dict[str, str]] = field(default_factory=list)
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (monotonic)
     child_delay: float = 0.0
+    latency: float = 0.0  # seconds before every response
+    cancelled: int = 0  # requests whose client went away before the answer
+    many: list[dict[str, Any]] = field(default_factory=many_items)  # /api/many/items
+    page_faults: dict[int, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    short_pages: dict[int, int] = field(default_factory=dict)
+    page_delay: dict[int, float] = field(default_factory=dict)
 
     def revoke_tokens(self) -> None:
         self.tokens.clear()
@@ -184,13 +204,19 @@ async def _track(request: web.Request, handler: Handler) -> web.StreamResponse:
     state.in_flight += 1
     state.max_in_flight = max(state.max_in_flight, state.in_flight)
     try:
+        if state.latency:
+            await asyncio.sleep(state.latency)
         response = await handler(request)
         entry.status = response.status
         return response
     except web.HTTPException as e:
         entry.status = e.status
         raise
+    except asyncio.CancelledError:
+        state.cancelled += 1
+        raise
     finally:
+        entry.done = time.monotonic()
         state.in_flight -= 1
 
 
@@ -374,6 +400,29 @@ async def link_users(request: web.Request) -> web.Response:
     return resp
 
 
+async def many(request: web.Request) -> web.Response:
+    state = _state(request)
+    if "page" in request.query:
+        size = _int(request, "size", 10)
+        number = _int(request, "page", 1)
+        start = (number - 1) * size
+    else:
+        size = _int(request, "limit", 10)
+        start = _int(request, "offset", 0)
+        number = start // size + 1 if size > 0 else 1
+    if number in state.page_delay:
+        await asyncio.sleep(state.page_delay[number])
+    faults = state.page_faults.get(number)
+    if faults:
+        status, headers = faults.pop(0)
+        return _json({"error": f"page {number} failed"}, status=status, headers=headers)
+    body: dict[str, Any] = {"items": state.many[start : start + min(size, state.short_pages.get(number, size))]}
+    if request.query.get("total") != "0":
+        body["total"] = len(state.many)
+    body["last_page"] = max(1, -(-len(state.many) // size)) if size > 0 else 1
+    return _json(body)
+
+
 # --------------------------------------------------------------------------- nested
 
 
@@ -546,6 +595,7 @@ def make_app(state: ApiState | None = None) -> web.Application:
     r.add_get("/api/odata/users", odata_users)
     r.add_get("/api/next-relative/users", next_relative_users)
     r.add_get("/api/link/users", link_users)
+    r.add_get("/api/many/items", many)
     r.add_get("/api/tickets", tickets)
     r.add_get("/api/tickets/{id}/comments", ticket_comments)
     r.add_get("/api/orgs", orgs_tree)

@@ -58,21 +58,30 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-Where the embedded catalog lives: /var/lib/httpsync, the mount point of the "catalog" volume (an emptyDir, or the
-claim when persistence is on), so its folder always exists and is writable. Same path as the image's
-HTTPSYNC_CATALOG.
+The operator's data folder: the mount point of the "data" volume (the claim when persistence is on, else an
+emptyDir), so it always exists and is writable. It holds the embedded catalog and the change-detection state of
+the remote sinks; the paths are the image's HTTPSYNC_CATALOG and HTTPSYNC_STATE.
 */}}
+{{- define "httpsync-operator.dataDir" -}}
+/var/lib/httpsync
+{{- end }}
+
 {{- define "httpsync-operator.catalogPath" -}}
 /var/lib/httpsync/catalog.db
 {{- end }}
 
+{{- define "httpsync-operator.statePath" -}}
+/var/lib/httpsync/state.db
+{{- end }}
+
 {{- define "httpsync-operator.pvcName" -}}
-{{- default (printf "%s-catalog" (include "httpsync-operator.fullname" .)) .Values.defaultSink.catalog.persistence.existingClaim }}
+{{- default (printf "%s-data" (include "httpsync-operator.fullname" .)) .Values.persistence.existingClaim }}
 {{- end }}
 
 {{/*
 The rules the operator needs in every namespace it watches (a ClusterRole in cluster-wide mode, one Role per
-namespace otherwise). Keep in step with tests/helm/test_chart.py::EXPECTED_NAMESPACED.
+namespace otherwise). Keep in step with tests/helm/test_chart.py::EXPECTED_NAMESPACED. No ConfigMaps: the sync
+state lives on the data volume, not in the cluster.
 */}}
 {{- define "httpsync-operator.namespacedRules" -}}
 # Its own resources: watch them, patch metadata (the finalizer, kopf's annotations) and status.
@@ -90,10 +99,6 @@ namespace otherwise). Keep in step with tests/helm/test_chart.py::EXPECTED_NAMES
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-# Restart-safe sync state.
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 {{- end }}
 
 {{/*

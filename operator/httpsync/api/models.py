@@ -12,12 +12,13 @@ are attached with ``json_schema_extra`` under keys starting with ``x-kubernetes-
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "httpsync.io"
@@ -34,6 +35,11 @@ JQ_MAX = 4096
 URL_MAX = 2048
 HEADER_VALUE_MAX = 4096
 MAP_MAX = 64
+# Sync results: messages and error samples in the status.
+RESULT_MESSAGE_MAX = 4096
+SAMPLE_MAX = 1024
+MAX_SAMPLES_STORED = 10  # what the status accepts
+MAX_ERROR_SAMPLES = 5  # what the engine keeps
 
 
 def parse_duration(text: str) -> float:
@@ -207,6 +213,9 @@ class AuthSpec(Model):
 # --------------------------------------------------------------------------- pagination
 
 
+MAX_PREFETCH = 16
+
+
 class PaginationType(StrEnum):
     none = "none"
     offset = "offset"
@@ -254,6 +263,12 @@ class PaginationSpec(Model):
                 or (p.pagination_param is None and p.total_path is None)
             ),
         ),
+        Rule(
+            "self.type in ['offset', 'page'] || !has(self.prefetch) || self.prefetch == 0",
+            "prefetch is only valid for offset and page pagination (cursor and link pagination always "
+            "request the next page as soon as the current one arrives)",
+            lambda p: p.type in ("offset", "page") or not p.prefetch,
+        ),
     )
 
     type: PaginationType = Field(
@@ -281,18 +296,35 @@ class PaginationSpec(Model):
         default=None, max_length=JQ_MAX, description="jq path of a boolean that says more pages follow."
     )
     last_page_path: str | None = Field(
-        default=None, max_length=JQ_MAX, description="jq path of a boolean that says this is the last page."
+        default=None,
+        max_length=JQ_MAX,
+        description="jq path of a boolean that says this is the last page. For page pagination it may also give "
+        "the number of the last page (any number but 0 and 1, which read as false and true); then the remaining "
+        "pages are fetched concurrently.",
     )
     next_link_path: str | None = Field(
         default=None,
         max_length=JQ_MAX,
         description='nextLink: jq path of the next page\'s URL (default ."@odata.nextLink", then .next).',
     )
-    total_path: str | None = Field(default=None, max_length=JQ_MAX, description="jq path of the total item count.")
+    total_path: str | None = Field(
+        default=None,
+        max_length=JQ_MAX,
+        description="jq path of the total item count. With offset and page pagination, the pages after the first "
+        "are then fetched concurrently (within maxConcurrentRequests and requestsPerSecond) and used in order.",
+    )
     link_rel: str | None = Field(
         default=None, max_length=64, description="linkHeader: the rel to follow (default next)."
     )
     max_pages: int = Field(default=10000, ge=1, le=10_000_000, description="Stop with an error after this many pages.")
+    prefetch: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_PREFETCH,
+        description="offset and page pagination without a total: request up to this many pages ahead, "
+        "speculatively, while earlier pages are in flight (default 0: off). What lies beyond the first short "
+        "or empty page is discarded, so up to this many requests per endpoint may be wasted.",
+    )
 
 
 # --------------------------------------------------------------------------- source
@@ -309,7 +341,30 @@ class TlsSpec(Model):
     )
 
 
+MIN_BACKOFF_SECONDS = 0.001
+
+
 class RetrySpec(Model):
+    """Retries of one request, after a backoff that doubles from backoffSeconds up to maxBackoffSeconds."""
+
+    # The backoff must grow: a zero first backoff, or a cap below it, would retry at once, up to
+    # maxRetries times per request, and hammer an API that is already failing. The floor is a CEL rule
+    # rather than the schema's `minimum`: the API server compares an integer (`backoffSeconds: 0`) with
+    # a fractional minimum truncated to an integer, and would accept it.
+
+    __rules__ = (
+        Rule(
+            f"self.backoffSeconds >= {MIN_BACKOFF_SECONDS}",
+            f"retry.backoffSeconds must be at least {MIN_BACKOFF_SECONDS}",
+            lambda r: r.backoff_seconds >= MIN_BACKOFF_SECONDS,
+        ),
+        Rule(
+            "self.maxBackoffSeconds >= self.backoffSeconds",
+            "retry.maxBackoffSeconds must be at least retry.backoffSeconds",
+            lambda r: r.max_backoff_seconds >= r.backoff_seconds,
+        ),
+    )
+
     max_retries: int = Field(
         default=5,
         ge=0,
@@ -317,9 +372,14 @@ class RetrySpec(Model):
         description="Retries of a request on connection errors, timeouts, 408, 429 and 5xx.",
     )
     backoff_seconds: float = Field(
-        default=0.5, ge=0, le=60, description="First backoff; it doubles on each retry, with jitter."
+        default=0.5,
+        ge=0,
+        le=60,
+        description="First backoff (at least 0.001); it doubles on each retry, with jitter.",
     )
-    max_backoff_seconds: float = Field(default=30, ge=0, le=3600, description="Cap of one backoff.")
+    max_backoff_seconds: float = Field(
+        default=30, ge=0, le=3600, description="Cap of one backoff (at least backoffSeconds)."
+    )
     max_retry_after_seconds: float = Field(
         default=300, ge=0, le=86400, description="Cap on Retry-After / X-RateLimit-Reset waits."
     )
@@ -368,8 +428,22 @@ class SinkSpec(Model):
     webhook: WebhookSinkSpec | None = None
 
 
+# The shortest spec.interval the API server accepts (a CEL rule) and, by default, the shortest the
+# operator syncs at (``httpsync run --min-interval``): `interval: 0s` meant several syncs a second.
+MIN_INTERVAL = "30s"
+MIN_INTERVAL_SECONDS = parse_duration(MIN_INTERVAL)
+
+
 class HttpSourceSpec(Model):
     """One API backend."""
+
+    __rules__ = (
+        Rule(
+            f"duration(self.interval) >= duration('{MIN_INTERVAL}')",
+            f"interval must be at least {MIN_INTERVAL}",
+            lambda s: s.interval_seconds >= MIN_INTERVAL_SECONDS,
+        ),
+    )
 
     base_url: str = Field(
         min_length=1,
@@ -401,7 +475,7 @@ class HttpSourceSpec(Model):
         default="1h",
         max_length=32,
         pattern=DURATION_RE.pattern,
-        description="How often to sync, like 30s, 5m, 1h.",
+        description=f"How often to sync, like 5m or 1h (at least {MIN_INTERVAL}).",
     )
     suspend: bool = Field(default=False, description="Stop syncing until set back to false.")
     sink: SinkSpec | None = Field(default=None, description="Where entities go; omitted: the operator's default sink.")
@@ -415,6 +489,19 @@ class HttpSourceSpec(Model):
     @property
     def interval_seconds(self) -> float:
         return parse_duration(self.interval)
+
+    @classmethod
+    def validate_any_interval(cls, raw: Any) -> HttpSourceSpec:
+        """``model_validate``, except that an interval under the minimum is kept rather than refused:
+        a source created before the CRD had its rule. The operator applies its own floor to it."""
+        interval = raw.get("interval") if isinstance(raw, dict) else None
+        try:
+            short = isinstance(interval, str) and parse_duration(interval) < MIN_INTERVAL_SECONDS
+        except ValueError:
+            short = False
+        if not short:
+            return cls.model_validate(raw)
+        return cls.model_validate({**raw, "interval": MIN_INTERVAL}).model_copy(update={"interval": interval})
 
 
 # --------------------------------------------------------------------------- endpoint mapping
@@ -551,16 +638,25 @@ Conditions = Annotated[
 class MappingErrors(Model):
     model_config = ConfigDict(extra="ignore")
     count: int = 0
-    samples: list[Annotated[str, Field(max_length=1024)]] = Field(default_factory=list, max_length=10)
+    samples: list[Annotated[str, Field(max_length=SAMPLE_MAX)]] = Field(
+        default_factory=list, max_length=MAX_SAMPLES_STORED
+    )
+
+
+Outcome = Literal["Succeeded", "Failed"]
 
 
 class EndpointSyncResult(Model):
-    """The engine's per-endpoint result of one sync (the same structure the CLI prints)."""
+    """The engine's per-endpoint result of one sync: its outcome and counters.
+
+    This is the status' ``lastSync``; :class:`EndpointResult` adds what only the engine and the CLI
+    need (which mapping, stalled, the deletion guard's message) to the same counters.
+    """
 
     model_config = ConfigDict(extra="ignore")
-    outcome: Literal["Succeeded", "Failed"]
+    outcome: Outcome
     reason: str | None = None
-    message: str | None = Field(default=None, max_length=4096)
+    message: str | None = Field(default=None, max_length=RESULT_MESSAGE_MAX)
     requests: int = 0
     pages: int = 0
     items_fetched: int = 0
@@ -571,7 +667,78 @@ class EndpointSyncResult(Model):
     entities_deleted: int = 0
     entities_failed: int = 0
     mapping_errors: MappingErrors = Field(default_factory=MappingErrors)
+    sink_error_samples: list[Annotated[str, Field(max_length=SAMPLE_MAX)]] = Field(
+        default_factory=list,
+        max_length=MAX_SAMPLES_STORED,
+        description="Why the sink rejected entities (some examples; entitiesFailed counts them).",
+    )
     duration_seconds: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == "Succeeded"
+
+    @property
+    def mapping_error_count(self) -> int:
+        return self.mapping_errors.count
+
+    @property
+    def mapping_error_samples(self) -> list[str]:
+        return self.mapping_errors.samples
+
+
+class EndpointResult(EndpointSyncResult):
+    """What one sync (or preview) of one mapping did, as the engine fills it in.
+
+    The counters are those of :class:`EndpointSyncResult`; two views are derived from them:
+    :meth:`to_status` (the status' ``lastSync``) and :meth:`to_json` (the CLI's ``-o json``).
+    A result starts out ``Succeeded`` and :meth:`fail` turns it into ``Failed``.
+    """
+
+    mapping: str
+    kind: str
+    outcome: Outcome = "Succeeded"
+    stalled: bool = False  # a failure a human must fix (kstatus Stalled)
+    deletion_blocked: str | None = None  # the deletion guard's message when it held deletions back
+    _started: float = PrivateAttr(default_factory=time.monotonic)
+
+    def fail(self, reason: str, message: str, *, stalled: bool = False) -> Self:
+        self.outcome = "Failed"
+        self.reason = reason
+        self.message = _shorten(message, RESULT_MESSAGE_MAX)
+        self.stalled = stalled
+        return self
+
+    def finish(self) -> Self:
+        """Stamp the duration since the result was made."""
+        self.duration_seconds = round(time.monotonic() - self._started, 3)
+        return self
+
+    def to_status(self) -> EndpointSyncResult:
+        """The status' ``lastSync`` (a model; its ``to_wire()`` is the dict to patch)."""
+        return EndpointSyncResult.model_validate(self.model_dump(include=set(EndpointSyncResult.model_fields)))
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's ``-o json`` object: the status' field names, with the mapping errors flattened
+        (``mappingErrors`` is their count) and ``message`` always a string."""
+        wire = self.model_dump(by_alias=True, mode="json")
+        doc = {key: wire[key] for key in _CLI_KEYS}
+        doc["message"] = doc["message"] or ""
+        doc["mappingErrors"] = wire["mappingErrors"]["count"]
+        doc["mappingErrorSamples"] = wire["mappingErrors"]["samples"]
+        doc["deletionBlocked"] = wire["deletionBlocked"]
+        doc["durationSeconds"] = wire["durationSeconds"]
+        return doc
+
+
+_CLI_KEYS = (
+    "mapping", "kind", "outcome", "reason", "message", "requests", "pages", "itemsFetched", "itemsFiltered",
+    "entities", "entitiesUpserted", "entitiesUnchanged", "entitiesDeleted", "entitiesFailed",
+)  # fmt: skip
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class HttpEndpointMappingStatus(Model):

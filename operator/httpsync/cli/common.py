@@ -1,5 +1,5 @@
-"""What the local commands share: reading and checking manifests, the demo API, one HTTP client
-per source, and plain-text tables."""
+"""What the local commands share: reading and checking manifests, the demo API, running the mappings
+source by source, and plain-text tables."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TextIO, TypeVar
 
-from httpsync.api.models import HttpEndpointMapping, PaginationSpec
+from httpsync.api.models import HttpEndpointMapping, HttpSourceSpec, PaginationSpec
 from httpsync.cli import CommandError
 from httpsync.cli.manifests import ManifestError, Manifests, load_manifests, namespace_of
+from httpsync.engine.types import SecretResolver
 from httpsync.errors import EngineError
-from httpsync.http.redact import redact
 
 R = TypeVar("R")
 
@@ -138,42 +138,25 @@ async def demo_api(enabled: bool, port: int) -> AsyncIterator[None]:
         await api.stop()
 
 
-async def for_each_mapping(
-    manifests: Manifests,
-    mappings: Sequence[HttpEndpointMapping],
-    work: Callable[[Any, HttpEndpointMapping], Awaitable[R]],
-    source_failed: Callable[[HttpEndpointMapping, EngineError], R],
-) -> list[R]:
-    """Run ``work(client, mapping)`` for every mapping, with one HTTP client per source; sources run
-    concurrently, and at most MAPPING_CONCURRENCY mappings at once. Results keep the mappings' order.
-    A source whose client cannot be made (missing Secret, bad URL) gives ``source_failed`` results."""
-    from httpsync.engine.client import SourceClient
+SourceRun = Callable[[HttpSourceSpec, SecretResolver, list[HttpEndpointMapping], asyncio.Semaphore], Awaitable[list[R]]]
 
-    results: list[R | None] = [None] * len(mappings)
+
+async def for_each_source(manifests: Manifests, mappings: Sequence[HttpEndpointMapping], run: SourceRun[R]) -> list[R]:
+    """``run(source spec, secrets, the source's mappings, limit)`` for each source of the mappings,
+    sources concurrently, returning one result per mapping (the engine's per-source runner,
+    :mod:`httpsync.engine.runner`, does the rest). ``limit`` is shared: at most MAPPING_CONCURRENCY
+    mappings run at once across all sources. Results keep the mappings' order."""
     groups: dict[tuple[str, str], list[int]] = {}
     for i, m in enumerate(mappings):
         groups.setdefault((namespace_of(m), m.spec.source_ref.name), []).append(i)
     limit = asyncio.Semaphore(MAPPING_CONCURRENCY)
-
-    async def one(client: Any, i: int) -> None:
-        async with limit:
-            results[i] = await work(client, mappings[i])
+    results: list[R | None] = [None] * len(mappings)
 
     async def source(key: tuple[str, str], indexes: list[int]) -> None:
         spec = manifests.sources[key].spec
-        try:
-            client = await SourceClient.create(spec, manifests.secrets_for(key[0]))
-        except EngineError as e:
-            for i in indexes:
-                results[i] = source_failed(mappings[i], e)
-            return
-        except Exception as e:
-            error = EngineError(redact(f"cannot create the HTTP client: {type(e).__name__}: {e}"))
-            for i in indexes:
-                results[i] = source_failed(mappings[i], error)
-            return
-        async with client:
-            await asyncio.gather(*(one(client, i) for i in indexes))
+        group = [mappings[i] for i in indexes]
+        for i, result in zip(indexes, await run(spec, manifests.secrets_for(key[0]), group, limit), strict=True):
+            results[i] = result
 
     await asyncio.gather(*(source(k, v) for k, v in groups.items()))
     return [r for r in results if r is not None]

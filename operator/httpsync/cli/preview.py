@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from asyncio import Semaphore
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from httpsync.api.models import HttpEndpointMapping
+from httpsync.api.models import HttpEndpointMapping, HttpSourceSpec
 from httpsync.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -18,7 +20,7 @@ from httpsync.cli.common import (
     add_manifest_args,
     check_mappings,
     demo_api,
-    for_each_mapping,
+    for_each_source,
     load,
     pagination_of,
     print_table,
@@ -27,7 +29,11 @@ from httpsync.cli.common import (
     shorten,
 )
 from httpsync.cli.manifests import Manifests
+from httpsync.engine.types import SecretResolver
 from httpsync.errors import EngineError
+
+if TYPE_CHECKING:
+    from httpsync.engine.sync import PreviewResult
 
 
 def register(subparsers: Any) -> None:
@@ -55,16 +61,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _preview(args: argparse.Namespace, manifests: Manifests, mappings: list[HttpEndpointMapping]) -> int:
-    from httpsync.engine.sync import PreviewResult, preview_mapping
+    from httpsync.engine.runner import run_source
+    from httpsync.engine.sync import PreviewResult, failed_result, preview_mapping
 
     async def work(client: Any, m: HttpEndpointMapping) -> PreviewResult:
         return await preview_mapping(client, m.metadata.name, m.spec, pagination_of(manifests, m), limit=args.limit)
 
     def failed(m: HttpEndpointMapping, e: EngineError) -> PreviewResult:
-        return PreviewResult(m.metadata.name, m.spec.kind, outcome="Failed", reason=e.reason, message=e.message)
+        return PreviewResult(failed_result(m.metadata.name, m.spec.kind, e))
+
+    async def run(
+        source: HttpSourceSpec, secrets: SecretResolver, group: list[HttpEndpointMapping], limit: Semaphore
+    ) -> list[PreviewResult]:
+        return await run_source(source, group, secrets, work, failed, concurrency=limit)
 
     async with demo_api(args.demo_api, args.demo_api_port):
-        results = await for_each_mapping(manifests, mappings, work, failed)
+        results = await for_each_source(manifests, mappings, run)
     docs = [r.to_json() for r in results]
     if args.output == "json":
         json.dump(docs, sys.stdout, indent=2)
@@ -73,25 +85,26 @@ async def _preview(args: argparse.Namespace, manifests: Manifests, mappings: lis
         yaml.safe_dump(docs, sys.stdout, sort_keys=False, allow_unicode=True)
     else:
         _print_tables(results)
-    return EXIT_OK if all(r.outcome == "Succeeded" for r in results) else EXIT_FAILED
+    return EXIT_OK if all(r.result.succeeded for r in results) else EXIT_FAILED
 
 
-def _print_tables(results: list[Any]) -> None:
-    for n, r in enumerate(results):
+def _print_tables(results: list[PreviewResult]) -> None:
+    for n, p in enumerate(results):
         if n:
             print()
+        r = p.result
         head = f"{r.mapping} ({r.kind}): {r.items_fetched} items fetched, {r.items_filtered} filtered"
-        print(head if r.outcome == "Succeeded" else f"{head}; {r.outcome} ({r.reason}): {r.message}")
-        if r.entities:
+        print(head if r.succeeded else f"{head}; {r.outcome} ({r.reason}): {r.message}")
+        if p.entities:
             rows = [
                 [e["blueprint"], e["identifier"], shorten(str(e.get("title")), 40), shorten(_compact(e), 70)]
-                for e in r.entities
+                for e in p.entities
             ]
             print_table(["BLUEPRINT", "IDENTIFIER", "TITLE", "PROPERTIES/RELATIONS"], rows)
-        for err in r.errors:
+        for err in p.errors:
             print(f"  error: {err}")
 
 
-def _compact(entity: dict[str, Any]) -> str:
+def _compact(entity: Mapping[str, Any]) -> str:
     parts = {**entity.get("properties", {}), **{f"->{k}": v for k, v in entity.get("relations", {}).items()}}
     return json.dumps(parts, ensure_ascii=False, separators=(",", ":"))

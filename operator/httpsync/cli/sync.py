@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from asyncio import Semaphore
 from typing import Any
 
-from httpsync.api.models import HttpEndpointMapping
+from httpsync.api.models import HttpEndpointMapping, HttpSourceSpec
 from httpsync.cli import CommandError
 from httpsync.cli.common import (
     EXIT_FAILED,
@@ -21,17 +22,15 @@ from httpsync.cli.common import (
     add_manifest_args,
     check_mappings,
     demo_api,
-    for_each_mapping,
+    for_each_source,
     load,
     owner_of,
-    pagination_of,
     print_table,
     run_async,
     shorten,
 )
 from httpsync.cli.manifests import Manifests
-from httpsync.engine.types import EndpointResult
-from httpsync.errors import EngineError
+from httpsync.engine.types import EndpointResult, SecretResolver
 
 
 def register(subparsers: Any) -> None:
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 async def _sync(
     args: argparse.Namespace, manifests: Manifests, mappings: list[HttpEndpointMapping], mappers: dict[int, Any]
 ) -> int:
-    from httpsync.engine.sync import sync_mapping
+    from httpsync.engine.runner import SourceMapping, sync_source
     from httpsync.sinks.catalog import Catalog, default_catalog_path
 
     path = default_catalog_path(args.catalog)
@@ -72,19 +71,13 @@ async def _sync(
             raise CommandError(f"cannot open the catalog {path}: {e}", EXIT_FAILED) from None
         try:
 
-            async def work(client: Any, m: HttpEndpointMapping) -> EndpointResult:
-                return await sync_mapping(
-                    client,
-                    m.metadata.name,
-                    m.spec,
-                    pagination_of(manifests, m),
-                    catalog.sink,
-                    catalog.state,
-                    owner=owner_of(m),
-                    mapper=mappers[id(m)],
-                )
+            async def run(
+                source: HttpSourceSpec, secrets: SecretResolver, group: list[HttpEndpointMapping], limit: Semaphore
+            ) -> list[EndpointResult]:
+                todo = [SourceMapping(m.metadata.name, owner_of(m), m.spec, mappers[id(m)]) for m in group]
+                return await sync_source(source, todo, secrets, catalog.sink, catalog.state, concurrency=limit)
 
-            results = await for_each_mapping(manifests, mappings, work, _source_failed)
+            results = await for_each_source(manifests, mappings, run)
             total = await catalog.sink.count()
         finally:
             await catalog.aclose()
@@ -94,12 +87,6 @@ async def _sync(
     else:
         _print_results(results, path, total)
     return EXIT_OK if all(r.succeeded for r in results) else EXIT_FAILED
-
-
-def _source_failed(m: HttpEndpointMapping, e: EngineError) -> EndpointResult:
-    result = EndpointResult(mapping=m.metadata.name, kind=m.spec.kind)
-    result.fail(e.reason, e.message, stalled=e.stalled)
-    return result.finish()
 
 
 def _print_results(results: list[EndpointResult], path: str, total: int) -> None:

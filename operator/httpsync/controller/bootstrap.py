@@ -6,11 +6,23 @@ from httpsync.controller.config import OperatorConfig
 from httpsync.controller.kube import KubeApi
 from httpsync.controller.metrics import metrics
 from httpsync.controller.service import SyncService
+from httpsync.sinks.factory import Sinks, SinkSettings
+
+
+def sink_settings(config: OperatorConfig) -> SinkSettings:
+    return SinkSettings(
+        catalog_path=config.catalog_path,
+        state_path=config.state_path,
+        default_sink=config.default_sink,
+        port_base_url=config.port_base_url,
+        port_client_id=config.port_client_id,
+        port_client_secret=config.port_client_secret,
+        webhook_url=config.webhook_url,
+        webhook_secret=config.webhook_secret,
+    )
 
 
 async def build_service(config: OperatorConfig) -> SyncService:
-    from httpsync.controller.sinks import Sinks
-
-    sinks = await Sinks.open(config)
+    sinks = await Sinks.open(sink_settings(config))
     kube = await KubeApi.create()
     return SyncService(config, kube, sinks, metrics())

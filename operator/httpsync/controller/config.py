@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from httpsync.api.models import MIN_INTERVAL_SECONDS
 from httpsync.http.policy import DEFAULT_DENY
+
+log = logging.getLogger("httpsync.controller")
 
 
 def _env_list(name: str) -> list[str]:
@@ -35,8 +39,39 @@ class OperatorConfig:
     port_client_secret: str | None = field(default_factory=lambda: os.environ.get("HTTPSYNC_PORT_CLIENT_SECRET"))
     webhook_url: str | None = field(default_factory=lambda: os.environ.get("HTTPSYNC_WEBHOOK_URL"))
     webhook_secret: str | None = field(default_factory=lambda: os.environ.get("HTTPSYNC_WEBHOOK_SECRET"))
-    # Change-detection memory for remote sinks (Port, webhook): a local file, backed up to ConfigMaps.
+    # Change-detection memory for remote sinks (Port, webhook): a local file on the data volume
+    # (/var/lib/httpsync in the chart; see docs/helm.md for what losing it costs).
     state_path: Path = field(default_factory=lambda: Path(os.environ.get("HTTPSYNC_STATE", "/tmp/httpsync/state.db")))
     mapping_concurrency: int = 4  # mapping syncs at once within one source
     jitter: float = 0.05  # +- share of the interval
+    # The shortest interval a source is synced at (``--min-interval``, HTTPSYNC_MIN_INTERVAL).
+    min_interval_seconds: float = MIN_INTERVAL_SECONDS
     startup_delay_seconds: float = 0.0
+
+
+class IntervalFloor:
+    """The shortest interval the operator syncs a source at. The CRD refuses an ``interval`` under
+    30s, but a source created before that rule keeps its old one (``interval: 0s`` meant several syncs
+    a second): the operator reads it as the floor and logs that once per source and interval.
+
+    One per process (:data:`min_interval`), set at start-up from :attr:`OperatorConfig.min_interval_seconds`.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._logged: set[tuple[str, float]] = set()
+
+    def __call__(self, interval: float, what: str) -> float:
+        """``interval`` (seconds) of ``what`` (a source, for the log), raised to the floor."""
+        if interval >= self.seconds:
+            return interval
+        if (what, interval) not in self._logged:
+            self._logged.add((what, interval))
+            log.warning(
+                "%s: spec.interval of %gs is below the minimum of %gs; syncing every %gs",
+                what, interval, self.seconds, self.seconds,
+            )  # fmt: skip
+        return self.seconds
+
+
+min_interval = IntervalFloor(MIN_INTERVAL_SECONDS)

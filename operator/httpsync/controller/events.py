@@ -1,13 +1,27 @@
-"""Kubernetes Events on changes of state (first success, failure, recovery), not on every sync."""
+"""Kubernetes Events on changes of state (first success, failure, recovery), not on every sync.
+
+They are reported by ``httpsync`` (``source.component``, ``reportingComponent``; events.k8s.io's
+``reportingController``), so ``kubectl get events --field-selector source=httpsync`` lists them:
+:func:`configure_posting` sets kopf's posting settings at start-up.
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import kopf
 
 log = logging.getLogger("httpsync.controller")
+REPORTING_COMPONENT = "httpsync"
+
+
+def configure_posting(settings: kopf.OperatorSettings) -> None:
+    """Events from ``httpsync``, instance = the Pod's name (its hostname), named ``httpsync-event-*``."""
+    settings.posting.reporting_component = REPORTING_COMPONENT
+    settings.posting.reporting_instance = socket.gethostname()[:128]
+    settings.posting.event_name_prefix = f"{REPORTING_COMPONENT}-event-"
 
 
 def _post(body: Any, type_: str, reason: str, message: str) -> None:

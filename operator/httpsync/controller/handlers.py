@@ -1,4 +1,5 @@
-"""Thin kopf handlers over :class:`httpsync.controller.service.SyncService`.
+"""Thin kopf handlers over :class:`httpsync.controller.service.SyncService`: each parses the
+resource into its model (:mod:`.objects`) and hands it on.
 
 Importing this module registers the handlers with kopf's default registry.
 """
@@ -11,7 +12,10 @@ from typing import Any
 import kopf
 
 from httpsync.api.models import GROUP, VERSION
-from httpsync.controller.service import MAPPINGS, SOURCES, MappingRef, SyncService, mapping_ref
+from httpsync.controller import events
+from httpsync.controller.config import min_interval
+from httpsync.controller.objects import MAPPINGS, SOURCES, MappingObject, SourceObject
+from httpsync.controller.service import SyncService
 from httpsync.http.redact import redact
 
 log = logging.getLogger("httpsync.controller")
@@ -27,6 +31,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.WARNING  # our own Events are posted on state changes only
+    events.configure_posting(settings)  # reported by httpsync, not kopf
+    min_interval.seconds = memo.config.min_interval_seconds
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.inactivity_timeout = 600
@@ -57,52 +63,56 @@ def sync_loops(memo: kopf.Memo, **_: Any) -> int:
 
 
 @kopf.index(GROUP, VERSION, MAPPINGS)
-def mappings_by_source(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any) -> dict[Any, MappingRef]:
-    return {(namespace, (spec.get("sourceRef") or {}).get("name")): mapping_ref(body)}
+def mappings_by_source(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, MappingObject]:
+    mapping = MappingObject.from_body(body)
+    return {(namespace, mapping.source_name): mapping}
 
 
 @kopf.index(GROUP, VERSION, SOURCES)
-def sources_by_name(namespace: str, name: str, **_: Any) -> dict[Any, bool]:
-    return {(namespace, name): True}
+def sources_by_name(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, bool]:
+    """(namespace, name) -> whether the source is suspended."""
+    return {(namespace, name): bool(spec.get("suspend"))}
 
 
 @kopf.daemon(GROUP, VERSION, SOURCES, id="sync", cancellation_timeout=10)
 async def source_loop(
     body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, mappings_by_source: kopf.Index, **_: Any
 ) -> None:
-    await memo.service.run_source(body, stopped, mappings_by_source)
+    # kopf keeps ``body`` current: the loop re-reads (re-parses) it before each decision.
+    def mappings_of(key: tuple[str, str]) -> list[MappingObject]:
+        return sorted(mappings_by_source.get(key, []), key=lambda m: m.name)
+
+    await memo.service.scheduler.run(lambda: SourceObject.from_body(body), mappings_of, stopped)
 
 
 @kopf.on.event(GROUP, VERSION, SOURCES)
 async def source_event(type: str, body: kopf.Body, memo: kopf.Memo, mappings_by_source: kopf.Index, **_: Any) -> None:
-    meta = body.get("metadata", {})
+    source = SourceObject.from_body(body)
     if type == "DELETED":
         # Its mappings now point at nothing: say so on each of them.
-        for ref in list(mappings_by_source.get((meta.get("namespace"), meta.get("name")), [])):
-            await memo.service.mapping_first_contact(ref, source_exists=False)
+        for mapping in list(mappings_by_source.get(source.key, [])):
+            await memo.service.mapping_seen(mapping, source_exists=False)
         return
-    if meta.get("deletionTimestamp"):
+    if body.get("metadata", {}).get("deletionTimestamp"):
         return
-    memo.service.source_changed(body)
+    memo.service.scheduler.source_changed(source)
 
 
 @kopf.on.event(GROUP, VERSION, MAPPINGS)
 async def mapping_event(type: str, body: kopf.Body, memo: kopf.Memo, sources_by_name: kopf.Index, **_: Any) -> None:
     if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
         return
-    ref = mapping_ref(body)
-    exists = (ref.namespace, ref.source_name) in sources_by_name
-    await memo.service.mapping_first_contact(ref, source_exists=exists)
-    if exists:
-        memo.service.mapping_changed(ref)
+    mapping = MappingObject.from_body(body)
+    key = (mapping.namespace, mapping.source_name)
+    exists = key in sources_by_name
+    suspended = exists and any(sources_by_name.get(key, []))
+    await memo.service.mapping_seen(mapping, source_exists=exists, source_suspended=suspended)
 
 
 @kopf.on.delete(GROUP, VERSION, MAPPINGS, id="remove-entities")
-async def mapping_deleted(
-    namespace: str, name: str, spec: kopf.Spec, memo: kopf.Memo, retry: int, body: kopf.Body, **_: Any
-) -> None:
+async def mapping_deleted(namespace: str, name: str, memo: kopf.Memo, retry: int, body: kopf.Body, **_: Any) -> None:
     try:
-        removed = await memo.service.delete_mapping_entities(namespace, name, dict(spec))
+        removed = await memo.service.reconciler.delete_mapping_entities(MappingObject.from_body(body))
     except Exception as e:
         message = redact(f"could not remove the entities of {namespace}/{name}: {e}")
         if retry < 4:

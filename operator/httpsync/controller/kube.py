@@ -18,15 +18,14 @@ from httpsync.errors import SecretError
 from httpsync.http.redact import register_secret
 
 MERGE_PATCH = "application/merge-patch+json"
-JSON = "application/json"
-PARTIAL_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 async def load_config() -> client.ApiClient:
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
         config.load_incluster_config()
     else:
-        await config.load_kube_config()
+        # KUBECONFIG as it is now (kubernetes_asyncio reads its default once, at import).
+        await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     return client.ApiClient()
 
 
@@ -83,67 +82,6 @@ class KubeApi:
                 continue
             register_secret(out[k])
         return out
-
-    # ConfigMaps as plain dicts (the generated models would copy every binaryData string once more).
-
-    async def _core(
-        self, method: str, path: str, *, body: Any = None, query: dict[str, Any] | None = None, accept: str = JSON
-    ) -> Any:
-        return await self.api_client.call_api(
-            path,
-            method,
-            query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
-            header_params={"Accept": accept, "Content-Type": JSON},
-            body=body,
-            response_types_map={200: "object", 201: "object", 202: "object"},
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-        )
-
-    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return await self._core("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-
-    async def create_config_map(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create; an ApiException with status 409 when the name is taken."""
-        return await self._core("POST", f"/api/v1/namespaces/{namespace}/configmaps", body=body)
-
-    async def replace_config_map(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Replace (PUT); with ``metadata.resourceVersion`` set, a 409 when the object changed meanwhile."""
-        name = body["metadata"]["name"]
-        return await self._core("PUT", f"/api/v1/namespaces/{namespace}/configmaps/{name}", body=body)
-
-    async def delete_config_map(self, namespace: str, name: str) -> bool:
-        """Delete; False when it was already gone."""
-        try:
-            await self._core("DELETE", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise
-
-    async def list_config_map_metadata(
-        self, namespace: str, label_selector: str, *, page: int = 500
-    ) -> list[dict[str, Any]]:
-        """``metadata`` of the matching ConfigMaps, fetched as metadata only (never their data)."""
-        out: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            answer = await self._core(
-                "GET",
-                f"/api/v1/namespaces/{namespace}/configmaps",
-                query={"labelSelector": label_selector, "limit": page, "continue": token},
-                accept=PARTIAL_METADATA_LIST,
-            )
-            out.extend(item["metadata"] for item in answer.get("items") or [])
-            token = (answer.get("metadata") or {}).get("continue")
-            if not token:
-                return out
 
 
 class KubeSecrets:

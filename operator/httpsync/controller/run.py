@@ -11,8 +11,19 @@ from pathlib import Path
 
 import kopf
 
+from httpsync.api.models import parse_duration
 from httpsync.controller.config import OperatorConfig
 from httpsync.http.redact import RedactingFormatter
+
+
+def _positive_duration(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
+    return seconds
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +49,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="liveness endpoint port, /healthz (0: off)",
     )
     p.add_argument(
+        "--min-interval",
+        type=_positive_duration,
+        default=os.environ.get("HTTPSYNC_MIN_INTERVAL", "30s"),
+        metavar="DURATION",
+        help="sync no source more often than this, whatever its spec.interval (default: HTTPSYNC_MIN_INTERVAL, "
+        "else 30s, the CRD's minimum)",
+    )
+    p.add_argument(
         "--allow-destination",
         action="append",
         default=None,
@@ -61,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         cfg.catalog_path = args.catalog
     cfg.metrics_port = args.metrics_port or None
     cfg.health_port = args.health_port or None
+    cfg.min_interval_seconds = args.min_interval
     if args.allow_destination is not None:
         cfg.destination_allow = args.allow_destination
     if args.deny_destination is not None:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build kube-apiserver, kubectl, etcd and helm from Go modules into a cache folder
 # outside the repository. Rebuilds only what is missing. Prints the folder on stdout's last line.
+# In a source checkout it also builds the tests' kstatus command (hack/kstatus: the real
+# sigs.k8s.io/cli-utils kstatus library) and links it into that folder beside helm.
 #
 #   bash operator/httpsync/devcluster/build-control-plane.sh           # build (if needed) and print the bin folder
 #
@@ -68,4 +70,23 @@ if [[ ! -x "$HELM_BIN/helm" ]]; then
   say "built $HELM_BIN/helm"
 fi
 ln -sf "$HELM_BIN/helm" "$BIN/helm"
+
+# kstatus (tests only): built from a copy of hack/kstatus, so the build never writes into the checkout.
+# Its folder is named after the cli-utils version and a hash of the sources: any change rebuilds it.
+KSTATUS_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../../../hack/kstatus"
+if [[ -f "$KSTATUS_SRC/go.mod" ]]; then
+  CLI_UTILS=$(awk '$1 == "sigs.k8s.io/cli-utils" {print $2} $2 == "sigs.k8s.io/cli-utils" {print $3}' "$KSTATUS_SRC/go.mod")
+  SUM=$(cat "$KSTATUS_SRC/go.mod" "$KSTATUS_SRC/go.sum" "$KSTATUS_SRC"/*.go | sha256sum | cut -c1-12)
+  KSTATUS_BIN="$CACHE/bin/kstatus-cli-utils-${CLI_UTILS:-unknown}-$SUM"
+  if [[ ! -x "$KSTATUS_BIN/kstatus" ]]; then
+    say "building kstatus (sigs.k8s.io/cli-utils ${CLI_UTILS:-?}) from hack/kstatus (1-3 minutes)"
+    D="$WORK/kstatus-$SUM-$$"; rm -rf "$D"; mkdir -p "$D" "$KSTATUS_BIN"
+    cp "$KSTATUS_SRC/go.mod" "$KSTATUS_SRC/go.sum" "$KSTATUS_SRC"/*.go "$D/"
+    (cd "$D" && go build -trimpath -ldflags "-s -w" -o "$KSTATUS_BIN/kstatus.$$" .)
+    mv -f "$KSTATUS_BIN/kstatus.$$" "$KSTATUS_BIN/kstatus"
+    rm -rf "$D"
+    say "built $KSTATUS_BIN/kstatus"
+  fi
+  ln -sfn "$KSTATUS_BIN/kstatus" "$BIN/kstatus"
+fi
 echo "$BIN"

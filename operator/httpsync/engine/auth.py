@@ -1,30 +1,27 @@
-"""Authentication of requests to a source, as small ``httpx.Auth`` classes.
+"""Authentication of requests to a source, as small ``httpx.Auth`` classes, built from the spec
+by :func:`build_auth`.
 
-Credentials are read from Secrets once (:func:`build_auth`) and registered with the redactor, so
-they never show in messages. OAuth2 client credentials tokens are cached until shortly before they
-expire and refreshed once on a 401 (before, and independently of, the client's retry logic);
-concurrent requests share one refresh.
+Credentials are read from Secrets once and registered with the redactor, so they never show in
+messages. OAuth2 client credentials derive from :class:`httpsync.http.auth.TokenAuth`: tokens
+cached until shortly before they expire and refreshed once on a 401 (inside one attempt of the
+client's retry loop), concurrent requests sharing one refresh.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
-import time
-from collections.abc import AsyncGenerator, Generator
-from typing import Any
+from collections.abc import Generator
 
 import httpx
 
 from httpsync.api.models import AuthSpec, AuthType, ClientAuthMethod
 from httpsync.engine.types import SecretResolver
 from httpsync.engine.url import display_url, is_absolute, join_url
-from httpsync.errors import AuthError, ConfigError
-from httpsync.http.redact import redact, register_secret
+from httpsync.errors import ConfigError
+from httpsync.http.auth import TokenAuth
+from httpsync.http.redact import register_secret
 
 DEFAULT_API_KEY_HEADER = "X-API-Key"
-BODY_START = 200
 
 
 class NoAuth(httpx.Auth):
@@ -68,30 +65,15 @@ class BasicAuth(httpx.BasicAuth):
         register_secret(self._auth_header.removeprefix("Basic "))
 
 
-class TokenEndpointError(AuthError):
-    """The OAuth2 token endpoint failed. ``retryable`` when the failure is transient (408, 429, 5xx)."""
+class OAuth2ClientCredentials(TokenAuth):
+    """OAuth2 client credentials grant (RFC 6749 section 4.4): the token cache, its renewal and the
+    401 refresh are :class:`TokenAuth`'s.
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message, stalled=not retryable)
-        self.retryable = retryable
-
-
-def _body_start(response: httpx.Response, limit: int = BODY_START) -> str:
-    text = response.content[: limit * 4].decode("utf-8", "replace")
-    text = " ".join(text.split())
-    return redact(text[:limit]) or "(empty body)"
-
-
-class OAuth2ClientCredentials(httpx.Auth):
-    """OAuth2 client credentials grant (RFC 6749 section 4.4).
-
-    The token is cached until ``expires_in`` minus a margin (10% of the lifetime, at most 30 s).
-    On a 401 the token is refreshed once and the request resent. ``generation`` grows with each new
-    token; a request that got a 401 refreshes only if no other request refreshed since it was sent.
+    The token is cached until ``expires_in`` minus a margin (10% of the lifetime, at most 30 s); a
+    token without ``expires_in`` is used until the API refuses it.
     """
 
-    MARGIN_SECONDS = 30.0
-    MARGIN_RATIO = 0.1
+    REFUSED_HINT = "check the client id and secret in the Secret, and auth.scopes/audience"
 
     def __init__(
         self,
@@ -104,7 +86,7 @@ class OAuth2ClientCredentials(httpx.Auth):
         client_auth: ClientAuthMethod = ClientAuthMethod.form,
     ) -> None:
         register_secret(client_secret)
-        self.token_url = token_url
+        super().__init__(token_url, endpoint=f"the OAuth2 token endpoint {display_url(token_url)}")
         self._client_id = client_id
         self._client_secret = client_secret
         self.scopes = list(scopes or [])
@@ -114,25 +96,8 @@ class OAuth2ClientCredentials(httpx.Auth):
             pair = f"{client_id}:{client_secret}".encode()
             self._basic = "Basic " + base64.b64encode(pair).decode("ascii")
             register_secret(self._basic.removeprefix("Basic "))
-        self._lock = asyncio.Lock()
-        self._token: str | None = None
-        self._expires_at: float | None = None
-        self.generation = 0
-        self.token_requests = 0
 
-    # -- token cache
-
-    def _current(self) -> str | None:
-        if self._token is None:
-            return None
-        if self._expires_at is not None and time.monotonic() >= self._expires_at:
-            return None
-        return self._token
-
-    def invalidate(self) -> None:
-        self._token = None
-
-    def _token_request(self) -> httpx.Request:
+    def build_token_request(self) -> httpx.Request:
         form: dict[str, str] = {"grant_type": "client_credentials"}
         if self.scopes:
             form["scope"] = " ".join(self.scopes)
@@ -144,72 +109,7 @@ class OAuth2ClientCredentials(httpx.Auth):
         else:
             form["client_id"] = self._client_id
             form["client_secret"] = self._client_secret
-        self.token_requests += 1
         return httpx.Request("POST", self.token_url, data=form, headers=headers)
-
-    async def _store(self, response: httpx.Response) -> None:
-        await response.aread()
-        where = f"the OAuth2 token endpoint {display_url(self.token_url)}"
-        status = response.status_code
-        if status != 200:
-            phrase = httpx.codes.get_reason_phrase(status)
-            retryable = status in (408, 429) or status >= 500
-            hint = "" if retryable else "; check the client id and secret in the Secret, and auth.scopes/audience"
-            raise TokenEndpointError(
-                f"{where} returned {status} {phrase}: {_body_start(response)}{hint}", retryable=retryable
-            )
-        try:
-            data: Any = json.loads(response.content)
-        except ValueError:
-            ctype = response.headers.get("content-type", "none")
-            raise TokenEndpointError(
-                f"{where} did not return JSON (content-type {ctype}): {_body_start(response)}",
-                retryable=False,
-            ) from None
-        token = data.get("access_token") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            keys = ", ".join(sorted(data)) if isinstance(data, dict) else type(data).__name__
-            raise TokenEndpointError(f"{where} returned no access_token (got: {keys})", retryable=False)
-        register_secret(token)
-        expires_in = data.get("expires_in")
-        try:
-            lifetime = float(expires_in) if expires_in is not None else None
-        except (TypeError, ValueError):
-            lifetime = None
-        self._token = token
-        if lifetime is not None and lifetime > 0:
-            margin = min(self.MARGIN_SECONDS, lifetime * self.MARGIN_RATIO)
-            self._expires_at = time.monotonic() + lifetime - margin
-        else:
-            self._expires_at = None
-        self.generation += 1
-
-    # -- the flow
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("OAuth2ClientCredentials works with httpx.AsyncClient only")
-
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = self._current()
-        if token is None:
-            async with self._lock:
-                token = self._current()
-                if token is None:
-                    token_response = yield self._token_request()
-                    await self._store(token_response)
-                    token = self._token
-        generation = self.generation
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
-        if response.status_code != 401:
-            return
-        async with self._lock:
-            if self.generation == generation:  # nobody refreshed since this request was sent
-                token_response = yield self._token_request()
-                await self._store(token_response)
-            token = self._token
-        request.headers["Authorization"] = f"Bearer {token}"
-        yield request
 
 
 # --------------------------------------------------------------------------- from the spec

@@ -4,9 +4,11 @@ Every request of a source goes through :meth:`SourceClient.request`, which
 
 - refuses URLs off the source's host (credentials go nowhere else) and asks the destination
   policy (``check_url``) about every request it sends, redirects and token requests included;
-- takes one concurrency slot and one rate-limit token per attempt (never across a backoff);
-- retries connection errors, timeouts, 408, 429 and 5xx for every method, with exponential
-  backoff and full jitter, honouring ``Retry-After`` and ``X-RateLimit-Reset`` up to a cap;
+- sends it through the HTTP layer's retry loop (:class:`httpsync.http.retry.Retrier`): one
+  concurrency slot and one rate-limit token per attempt (never across a backoff); connection
+  errors, timeouts, 408, 429, rate-limited 403s and 5xx retried for every method with
+  exponential backoff and full jitter, ``Retry-After`` and ``X-RateLimit-Reset`` honoured up to
+  a cap (and holding every attempt of the source meanwhile);
 - fails fast on other 4xx, and turns a 401/403 that survives the auth refresh into an
   :class:`AuthError` saying what to check.
 
@@ -16,137 +18,38 @@ from responses or exceptions goes through :func:`redact`.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import random
 import ssl
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
 
 from httpsync.api.models import HttpSourceSpec
 from httpsync.engine import jsoncodec
-from httpsync.engine.auth import OAuth2ClientCredentials, TokenEndpointError, build_auth, describe_credentials
+from httpsync.engine.auth import build_auth, describe_credentials
 from httpsync.engine.types import SecretResolver
 from httpsync.engine.url import display_url, join_url, merge_query, origin
 from httpsync.errors import (
     AuthError,
     ConfigError,
-    ConnectionFailedError,
     DestinationDeniedError,
     EngineError,
     HttpStatusError,
     ResponseFormatError,
-    TimeoutFailedError,
 )
+from httpsync.http.auth import TokenAuth
 from httpsync.http.limits import RequestLimiter
-from httpsync.http.redact import redact
-from httpsync.http.transport import AiohttpTransport
+from httpsync.http.responses import body_start, status_text
+from httpsync.http.retry import Retrier, RetryPolicy
+from httpsync.http.transport import default_transport
 
-BODY_START = 200
-_RETRY_STATUSES = frozenset({408, 429})
-# Transport errors worth another attempt (not: invalid URL, unsupported protocol, local misuse).
-_RETRY_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
-
-
-@dataclass(slots=True)
-class _Failure:
-    """A failed attempt worth retrying: the error to raise if it was the last one, and the wait."""
-
-    error_type: type[EngineError]
-    head: str  # "returned 503 Service Unavailable", "timed out after 30 s", "failed"
-    detail: str
-    delay: float
-    reason: str | None = None
-    stalled: bool | None = None
+TLS_HINT = "set tls.caBundle to the CA that signed it"
 
 
 class RequestCounter(Protocol):
     """Anything with a ``requests`` count, such as :class:`httpsync.engine.fetch.FetchCounters`."""
 
     requests: int
-
-
-def body_start(response: httpx.Response, limit: int = BODY_START) -> str:
-    """The first ``limit`` characters of a response body, whitespace collapsed and redacted."""
-    text = response.content[: limit * 4].decode("utf-8", "replace")
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return redact(text) or "(empty body)"
-
-
-def status_text(status: int) -> str:
-    phrase = httpx.codes.get_reason_phrase(status)
-    return f"{status} {phrase}" if phrase else str(status)
-
-
-def _parse_delay(value: str, now: float) -> float | None:
-    """Seconds to wait from a header value: delta seconds, epoch seconds (or milliseconds), or an
-    HTTP-date."""
-    value = value.strip()
-    try:
-        number = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        return max(0.0, when.timestamp() - now)
-    if number != number or number < 0:  # NaN or negative
-        return None
-    if number > 1e12:  # epoch milliseconds
-        number /= 1000.0
-    if number > 1e9:  # epoch seconds
-        return max(0.0, number - now)
-    return number
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0.0, min(cap, base * 2**attempt))
-
-
-def retry_delay(
-    attempt: int, response: httpx.Response | None, *, base: float, cap: float, max_retry_after: float
-) -> float:
-    """How long to wait before retry ``attempt``: what the response asks for (capped), else backoff."""
-    if response is not None:
-        server = retry_after_seconds(response.headers)
-        if server is not None:
-            return min(server, max_retry_after)
-    return backoff_delay(attempt, base, cap)
-
-
-def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """The wait a response asks for: ``Retry-After`` (seconds or HTTP-date), else ``X-RateLimit-Reset``
-    / ``RateLimit-Reset`` (epoch or delta seconds). None when absent or unreadable."""
-    now = time.time() if now is None else now
-    for name in ("retry-after", "x-ratelimit-reset", "ratelimit-reset"):
-        value = headers.get(name)
-        if value:
-            delay = _parse_delay(value, now)
-            if delay is not None:
-                return delay
-    return None
-
-
-def _cert_verify_error(exc: BaseException) -> str | None:
-    """The verification message of a certificate error in ``exc``'s chain, if any: no retry fixes it."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return redact(current.verify_message or str(current))
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def _ssl_verify(spec: HttpSourceSpec) -> bool | ssl.SSLContext:
@@ -177,13 +80,24 @@ class SourceClient:
         self.auth = auth
         self.requests = 0
         self._check_url = check_url
-        self._on_response = on_response
         self._limiter = RequestLimiter(spec.max_concurrent_requests, spec.requests_per_second)
+        retry = spec.retry
+        self._retry = Retrier(
+            RetryPolicy(
+                max_retries=retry.max_retries,
+                backoff=retry.backoff_seconds,
+                max_backoff=retry.max_backoff_seconds,
+                max_retry_after=retry.max_retry_after_seconds,
+                timeout=spec.timeout_seconds,
+            ),
+            limiter=self._limiter,
+            tls_hint=TLS_HINT,
+            on_response=on_response,
+        )
         self._sensitive = [spec.auth.query_param] if spec.auth.query_param else []
         self._origins = {origin(spec.base_url)}
-        if isinstance(auth, OAuth2ClientCredentials):
+        if isinstance(auth, TokenAuth):
             self._origins.add(origin(auth.token_url))
-        self._timeout = spec.timeout_seconds
         headers = {"User-Agent": "httpsync", "Accept": "application/json"}
         headers.update(spec.headers)
         self._http = httpx.AsyncClient(
@@ -213,15 +127,15 @@ class SourceClient:
         """Read the credentials and build the client. ``check_url`` (the destination policy) is
         asked about the baseUrl now and about every request later; it raises
         :class:`DestinationDeniedError`. ``on_response`` gets each attempt's status code, or None
-        for a transport error (for metrics). Without ``transport``, requests go through
-        :class:`AiohttpTransport`, unless the environment variable ``HTTPSYNC_HTTP_TRANSPORT=httpx``
-        asks for httpx's own transport."""
+        for a transport error (for metrics). Without ``transport``, requests go through the HTTP
+        layer's default transport (:func:`httpsync.http.transport.default_transport`: aiohttp,
+        unless ``HTTPSYNC_HTTP_TRANSPORT=httpx`` asks for httpx's own)."""
         join_url(spec.base_url, "/")  # validates the baseUrl
         if check_url is not None:
             check_url(display_url(spec.base_url))
-        if transport is None and os.environ.get("HTTPSYNC_HTTP_TRANSPORT", "").strip().lower() != "httpx":
+        if transport is None:
             # aiohttp's connection handling costs several times less CPU per request than httpcore's.
-            transport = AiohttpTransport(verify=_ssl_verify(spec), max_connections=spec.max_concurrent_requests + 1)
+            transport = default_transport(verify=_ssl_verify(spec), max_connections=spec.max_concurrent_requests + 1)
         auth = await build_auth(spec.auth, secrets, base_url=spec.base_url)
         return cls(spec, auth, check_url=check_url, on_response=on_response, transport=transport)
 
@@ -254,24 +168,6 @@ class SourceClient:
         if self._check_url is not None:
             self._check_url(url)
 
-    def _backoff(self, attempt: int) -> float:
-        retry = self.spec.retry
-        return backoff_delay(attempt, retry.backoff_seconds, retry.max_backoff_seconds)
-
-    def _server_delay(self, response: httpx.Response) -> float | None:
-        delay = retry_after_seconds(response.headers)
-        if delay is None:
-            return None
-        return min(delay, self.spec.retry.max_retry_after_seconds)
-
-    @staticmethod
-    def _is_rate_limited_403(response: httpx.Response) -> bool:
-        return response.status_code == 403 and response.headers.get("x-ratelimit-remaining", "").strip() == "0"
-
-    def _notify(self, status: int | None) -> None:
-        if self._on_response is not None:
-            self._on_response(status)
-
     # -- requests
 
     async def request(
@@ -301,81 +197,18 @@ class SourceClient:
         kwargs: dict[str, Any] = {"headers": dict(headers) if headers else None}
         if json_body is not None:
             kwargs["json"] = json_body
-        attempts = 1 + self.spec.retry.max_retries
-        failure: _Failure | None = None
-        for attempt in range(attempts):
-            if attempt:
-                await asyncio.sleep(failure.delay if failure else 0.0)
-            response, failure = await self._attempt(method, full_url, shown, kwargs, counter, attempt)
-            if response is not None:
-                return response
-        assert failure is not None
-        tries = f" ({attempts} attempts)" if attempts > 1 else ""
-        detail = f": {failure.detail}" if failure.detail else ""
-        message = f"{method} {shown} {failure.head}{tries}{detail}"
-        raise failure.error_type(message, reason=failure.reason, stalled=failure.stalled)
 
-    async def _attempt(
-        self,
-        method: str,
-        url: str,
-        shown: str,
-        kwargs: dict[str, Any],
-        counter: RequestCounter | None,
-        attempt: int,
-    ) -> tuple[httpx.Response | None, _Failure | None]:
-        """One attempt: the successful response, or what failed and how long to wait before the next
-        attempt. Errors that no retry can fix are raised."""
-        async with self._limiter.slot():
+        def count() -> None:
             self.requests += 1
             if counter is not None:
                 counter.requests += 1
-            try:
-                async with asyncio.timeout(self._timeout):
-                    response = await self._http.request(method, url, **kwargs)
-            except TokenEndpointError as e:
-                if not e.retryable:
-                    raise
-                delay = self._backoff(attempt)
-                return None, _Failure(AuthError, "failed", e.message, delay, e.reason, stalled=False)
-            except (TimeoutError, httpx.TimeoutException):
-                self._notify(None)
-                head = f"timed out after {self._timeout:g} s"
-                return None, _Failure(TimeoutFailedError, head, "", self._backoff(attempt))
-            except httpx.ConnectError as e:
-                self._notify(None)
-                if (verify_error := _cert_verify_error(e)) is not None:
-                    raise ConnectionFailedError(
-                        f"{method} {shown} failed: the server's TLS certificate was not accepted "
-                        f"({verify_error}); set tls.caBundle to the CA that signed it",
-                        reason="TlsVerifyFailed",
-                        stalled=True,
-                    ) from None
-                detail = f"{type(e).__name__}: {redact(str(e)) or 'no detail'}"
-                return None, _Failure(ConnectionFailedError, "failed", detail, self._backoff(attempt))
-            except _RETRY_EXCEPTIONS as e:
-                self._notify(None)
-                detail = f"{type(e).__name__}: {redact(str(e)) or 'no detail'}"
-                return None, _Failure(ConnectionFailedError, "failed", detail, self._backoff(attempt))
-            except httpx.TooManyRedirects:
-                self._notify(None)
-                raise HttpStatusError(f"{method} {shown} redirected too many times") from None
-            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
-                raise ConfigError(f"{method} {shown}: invalid URL: {redact(str(e))}") from None
-            except httpx.HTTPError as e:
-                self._notify(None)
-                raise ConnectionFailedError(f"{method} {shown} failed: {type(e).__name__}: {redact(str(e))}") from None
-        status = response.status_code
-        self._notify(status)
-        if status < 300:
-            return response, None
-        rate_limited = status == 429 or self._is_rate_limited_403(response)
-        if not (rate_limited or status in _RETRY_STATUSES or status >= 500):
+
+        response = await self._retry.send(
+            f"{method} {shown}", lambda: self._http.request(method, full_url, **kwargs), on_attempt=count
+        )
+        if response.status_code >= 300:
             raise self._status_error(method, shown, response)
-        server_delay = self._server_delay(response)
-        delay = server_delay if server_delay is not None else self._backoff(attempt)
-        reason = "RateLimited" if rate_limited else None
-        return None, _Failure(HttpStatusError, f"returned {status_text(status)}", body_start(response), delay, reason)
+        return response
 
     def _status_error(self, method: str, shown: str, response: httpx.Response) -> EngineError:
         status = response.status_code

@@ -1,27 +1,49 @@
 """Fetch the items of one endpoint mapping, page by page, as they arrive.
 
 :func:`iter_pages` yields the items of each page (already extracted with ``selector.dataPath``)
-without accumulating pages. A ``kind`` with ``{param}`` placeholders is a nested endpoint: the
-values of each placeholder come from its ``selector.pathParameters`` endpoint (fully paginated,
-placeholders resolved in dependency order), and the child endpoint is fetched once per
-combination of values, concurrently (bounded), each child item getting ``__<param>`` fields.
+in page order, holding only a bounded number of pages. A ``kind`` with ``{param}`` placeholders
+is a nested endpoint: the values of each placeholder come from its ``selector.pathParameters``
+endpoint (fully paginated, placeholders resolved in dependency order), and the child endpoint is
+fetched once per combination of values, concurrently (bounded), each child item getting
+``__<param>`` fields.
+
+Pages are fetched ahead of the consumer, so the network and the mapping overlap:
+
+- the next page is requested as soon as the current one is parsed, before it is yielded (every
+  pagination style: cursors and links included);
+- offset and page pagination with a known page list (``totalPath``, or ``lastPagePath`` giving the
+  last page's number) request the remaining pages concurrently after the first one, and with
+  ``pagination.prefetch`` they speculate that many pages ahead without a total.
+
+The source's client bounds the requests in flight (``maxConcurrentRequests``) and their rate
+(``requestsPerSecond``), for pages fetched ahead and for a nested endpoint's children alike: they
+all share it. What is fetched ahead is bounded too (:func:`pages_ahead` pages per iteration,
+parents and children of a nested endpoint together). A page is used only when the paginator, fed
+the pages in order, asks for exactly its request; anything else (beyond the last page, after a
+short page) is cancelled or discarded unseen, so pages, counts and errors are those of fetching
+one page after another (``FetchCounters.requests`` does count the discarded requests).
 
 Any failure, in a parent or in any child, fails the whole iteration: a partial fetch never looks
-like a complete one.
+like a complete one. Requests still outstanding are cancelled when the iteration fails or the
+consumer stops early.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
 
 from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
 from httpsync.engine import jqfast
 from httpsync.engine.client import SourceClient
 from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type, normalize_path
-from httpsync.engine.pagination import PaginationPlan, a_json_type
+from httpsync.engine.pagination import PageRequest, PaginationPlan, a_json_type
 from httpsync.engine.url import fill_placeholders, format_param_value, merge_query, placeholder_names
 from httpsync.errors import ConfigError, DataPathError, ResponseFormatError
 from httpsync.http.redact import redact
@@ -30,6 +52,17 @@ MAX_KEYS_SHOWN = 20
 # Child fetches at once, whatever maxConcurrentRequests says: each holds a page in memory, and the
 # client's semaphore bounds the requests anyway.
 MAX_FAN_OUT = 64
+# Pages requested ahead of the consumer, at most (see pages_ahead).
+MAX_PAGES_AHEAD = 64
+MAX_ITEMS_AHEAD = 20_000
+
+
+def pages_ahead(max_concurrent_requests: int, page_size: int) -> int:
+    """How many pages one iteration may have requested and not yet yielded: twice
+    ``maxConcurrentRequests`` (responses keep arriving while the consumer works on earlier ones),
+    within :data:`MAX_PAGES_AHEAD` pages and :data:`MAX_ITEMS_AHEAD` items of ``pageSize``, and at
+    least 2 (the page being awaited and the next one)."""
+    return max(2, min(2 * max_concurrent_requests, MAX_PAGES_AHEAD, MAX_ITEMS_AHEAD // page_size))
 
 
 @dataclass(slots=True)
@@ -219,20 +252,46 @@ def _dependency_order(mapping: HttpEndpointMappingSpec) -> list[str]:
 # --------------------------------------------------------------------------- fetching
 
 
+class _Budget:
+    """Pages one iteration may request beyond the next page of each endpoint it walks (shared by
+    the parents and children of a nested endpoint): taken when such a page is requested, given
+    back when it becomes the next page or is discarded. The next page itself needs none: each
+    endpoint always has it requested."""
+
+    __slots__ = ("free",)
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+
+
+_Fetched = tuple[Any, httpx.Response, str]  # body, response, where (GET <url>, for messages)
+
+
+@dataclass(slots=True)
+class _Ahead:
+    """A page requested ahead: its request, the task fetching it, whether it holds a budget unit."""
+
+    request: PageRequest
+    task: asyncio.Task[_Fetched]
+    budgeted: bool
+
+
 async def _endpoint_pages(
     client: SourceClient,
     plan: FetchPlan,
     request: EndpointRequest,
     values: dict[str, Any],
     counters: FetchCounters,
+    budget: _Budget,
     *,
     main: bool,
 ) -> AsyncIterator[list[Any]]:
-    """The item lists of every page of one endpoint, its placeholders filled from ``values``."""
+    """The item lists of every page of one endpoint, its placeholders filled from ``values``, in
+    page order. Close it (``aclosing``) to cancel what it requested ahead."""
     url = client.url_for(fill_placeholders(request.template, values))
     paginator = plan.pagination.start(url, request.params, display=client.display)
-    page: tuple[str, dict[str, str]] | None = paginator.first_request()
-    while page is not None:
+
+    async def fetch(page: PageRequest) -> _Fetched:
         page_url, params = page
         body, response = await client.get_json(
             request.method,
@@ -242,15 +301,74 @@ async def _endpoint_pages(
             json_body=request.body,
             counter=counters,
         )
-        where = f"{request.method} {client.display(merge_query(page_url, params))}"
-        items = request.data_path.extract(body, where)
-        page = paginator.next_request(response, body, items)
-        if main:
-            counters.pages += 1
-            counters.items_fetched += len(items)
-        else:
-            counters.parent_pages += 1
-        yield items
+        return body, response, f"{request.method} {client.display(merge_query(page_url, params))}"
+
+    def launch(page: PageRequest, budgeted: bool) -> _Ahead:
+        return _Ahead(page, asyncio.create_task(fetch(page), name="httpsync-page"), budgeted)
+
+    ahead: deque[_Ahead] = deque()  # requested, in page order; ahead[0] is the next page (no budget)
+    dropped: set[asyncio.Task[_Fetched]] = set()  # cancelled, not finished yet
+
+    def forget(task: asyncio.Task[_Fetched]) -> None:
+        dropped.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: the failure of a page never used is no failure
+
+    def drop_from(keep: int) -> None:
+        while len(ahead) > keep:
+            page = ahead.pop()
+            if page.budgeted:
+                budget.free += 1
+            page.task.cancel()
+            dropped.add(page.task)
+            page.task.add_done_callback(forget)
+
+    current = launch(paginator.first_request(), False)
+    try:
+        while True:
+            body, response, where = await current.task
+            # dataPath and pagination paths together: jqfast checks each body once (plain_json).
+            items = request.data_path.extract(body, where)
+            page = paginator.next_request(response, body, items)
+            if main:
+                counters.pages += 1
+                counters.items_fetched += len(items)
+            else:
+                counters.parent_pages += 1
+            if page is None:
+                drop_from(0)  # guesses beyond the last page
+            else:
+                # Keep what was requested ahead as long as it is what the paginator expects now.
+                wanted = [page, *paginator.upcoming(len(ahead) + budget.free)]
+                keep = 0
+                while keep < min(len(ahead), len(wanted)) and ahead[keep].request == wanted[keep]:
+                    keep += 1
+                drop_from(keep)
+                launched = False
+                for nxt in wanted[len(ahead) :]:
+                    if not ahead:
+                        ahead.append(launch(nxt, False))  # the next page: always, before yielding this one
+                    elif budget.free > 0:
+                        budget.free -= 1
+                        ahead.append(launch(nxt, True))
+                    else:
+                        break
+                    launched = True
+                if launched:
+                    # Let the new requests go out now, not when the consumer next awaits something:
+                    # mapping a page may not await at all.
+                    await asyncio.sleep(0)
+            yield items
+            if not ahead:
+                return
+            current = ahead.popleft()
+            if ahead and ahead[0].budgeted:  # the new next page
+                ahead[0].budgeted = False
+                budget.free += 1
+    finally:
+        current.task.cancel()
+        drop_from(0)
+        await asyncio.gather(current.task, *dropped, return_exceptions=True)
 
 
 def _parameter_value(parameter: PathParameter, item: Any, where: str) -> Any:
@@ -280,29 +398,33 @@ def _parameter_value(parameter: PathParameter, item: Any, where: str) -> Any:
 class _Combinations:
     """Every combination of path parameter values, parents fetched as needed (streamed)."""
 
-    def __init__(self, client: SourceClient, plan: FetchPlan, counters: FetchCounters) -> None:
+    def __init__(self, client: SourceClient, plan: FetchPlan, counters: FetchCounters, budget: _Budget) -> None:
         self.client = client
         self.plan = plan
         self.counters = counters
+        self.budget = budget
         self._independent: dict[str, list[Any]] = {}  # values of parameters without dependencies
 
     async def _values(self, parameter: PathParameter, binding: dict[str, Any]) -> AsyncIterator[Any]:
         seen: set[str] = set()
         request = parameter.request
-        async for items in _endpoint_pages(self.client, self.plan, request, binding, self.counters, main=False):
-            where = f"{request.method} {self.client.display(self.client.url_for(request.template))}"
-            for item in items:
-                value = _parameter_value(parameter, item, where)
-                if value is None:
-                    continue
-                key = format_param_value(value)
-                if key not in seen:  # the same parent twice would fetch its children twice
-                    seen.add(key)
-                    yield value
+        pages = _endpoint_pages(self.client, self.plan, request, binding, self.counters, self.budget, main=False)
+        async with contextlib.aclosing(pages):
+            async for items in pages:
+                where = f"{request.method} {self.client.display(self.client.url_for(request.template))}"
+                for item in items:
+                    value = _parameter_value(parameter, item, where)
+                    if value is None:
+                        continue
+                    key = format_param_value(value)
+                    if key not in seen:  # the same parent twice would fetch its children twice
+                        seen.add(key)
+                        yield value
 
     async def _cached_values(self, parameter: PathParameter) -> list[Any]:
         if parameter.name not in self._independent:
-            self._independent[parameter.name] = [v async for v in self._values(parameter, {})]
+            async with contextlib.aclosing(self._values(parameter, {})) as values:
+                self._independent[parameter.name] = [v async for v in values]
         return self._independent[parameter.name]
 
     async def iterate(self, index: int = 0, binding: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
@@ -315,13 +437,16 @@ class _Combinations:
         if index > 0 and not parameter.depends_on:
             # Independent of the earlier parameters: fetch its values once, not once per combination.
             for value in await self._cached_values(parameter):
-                async for combination in self.iterate(index + 1, {**binding, parameter.name: value}):
-                    yield combination
+                async with contextlib.aclosing(self.iterate(index + 1, {**binding, parameter.name: value})) as deeper:
+                    async for combination in deeper:
+                        yield combination
             return
         values = self._values(parameter, {k: binding[k] for k in parameter.depends_on})
-        async for value in values:
-            async for combination in self.iterate(index + 1, {**binding, parameter.name: value}):
-                yield combination
+        async with contextlib.aclosing(values):
+            async for value in values:
+                async with contextlib.aclosing(self.iterate(index + 1, {**binding, parameter.name: value})) as deeper:
+                    async for combination in deeper:
+                        yield combination
 
 
 def _annotate(items: list[Any], binding: dict[str, Any]) -> None:
@@ -334,13 +459,16 @@ def _annotate(items: list[Any], binding: dict[str, Any]) -> None:
 _DONE = object()
 
 
-async def _fan_out(client: SourceClient, plan: FetchPlan, counters: FetchCounters) -> AsyncIterator[list[Any]]:
+async def _fan_out(
+    client: SourceClient, plan: FetchPlan, counters: FetchCounters, budget: _Budget
+) -> AsyncIterator[list[Any]]:
     """Fetch the child endpoint for every combination of parameter values, at most
     ``maxConcurrentRequests`` (and :data:`MAX_FAN_OUT`) children at once, and yield the child pages
     as they arrive.
 
     Bounded queues keep memory small: parent discovery waits while all workers are busy, and
-    workers wait while the consumer is behind.
+    workers wait while the consumer is behind. Parents and children share ``budget`` for pages
+    fetched ahead, and the client's limits for requests: fanning out multiplies neither.
     """
     workers = min(client.spec.max_concurrent_requests, MAX_FAN_OUT)
     jobs: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=workers)
@@ -348,8 +476,9 @@ async def _fan_out(client: SourceClient, plan: FetchPlan, counters: FetchCounter
 
     async def produce() -> None:
         try:
-            async for binding in _Combinations(client, plan, counters).iterate():
-                await jobs.put(binding)
+            async with contextlib.aclosing(_Combinations(client, plan, counters, budget).iterate()) as bindings:
+                async for binding in bindings:
+                    await jobs.put(binding)
             for _ in range(workers):
                 await jobs.put(None)
         except Exception as e:
@@ -359,9 +488,11 @@ async def _fan_out(client: SourceClient, plan: FetchPlan, counters: FetchCounter
         try:
             while (binding := await jobs.get()) is not None:
                 counters.parents += 1
-                async for items in _endpoint_pages(client, plan, plan.request, binding, counters, main=True):
-                    _annotate(items, binding)
-                    await results.put(items)
+                pages = _endpoint_pages(client, plan, plan.request, binding, counters, budget, main=True)
+                async with contextlib.aclosing(pages):
+                    async for items in pages:
+                        _annotate(items, binding)
+                        await results.put(items)
             await results.put(_DONE)
         except Exception as e:
             await results.put(e)
@@ -394,13 +525,16 @@ async def iter_pages(
 
     ``pagination`` is the effective spec (the mapping's, else the source's); nested endpoints'
     parents use it too. Raises an :class:`~httpsync.errors.EngineError` on any failure:
-    pages already yielded are then only part of the data.
+    pages already yielded are then only part of the data. Close it (``contextlib.aclosing``) when
+    stopping early: that cancels the requests made ahead.
     """
     plan = FetchPlan.compile(mapping, pagination)
     client.url_for(mapping.kind)  # a kind on another host fails before any request
+    budget = _Budget(pages_ahead(client.spec.max_concurrent_requests, pagination.page_size) - 1)
     if not plan.parameters:
-        async for items in _endpoint_pages(client, plan, plan.request, {}, counters, main=True):
+        pages = _endpoint_pages(client, plan, plan.request, {}, counters, budget, main=True)
+    else:
+        pages = _fan_out(client, plan, counters, budget)
+    async with contextlib.aclosing(pages):
+        async for items in pages:
             yield items
-        return
-    async for items in _fan_out(client, plan, counters):
-        yield items

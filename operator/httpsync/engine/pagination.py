@@ -20,12 +20,19 @@ When to stop, in this order of trust:
 Offsets advance by the number of items received, so a server capping the page size below
 ``pageSize`` loses nothing. Every style fails with :class:`PaginationError` after ``maxPages``
 pages, on a repeated cursor or next link, and on a page identical to the previous one.
+
+For fetching ahead, :meth:`Paginator.upcoming` guesses the requests after the next one: every
+remaining page when a total (or, for page pagination, the number of the last page) is known,
+else ``prefetch`` pages. They are guesses only: the fetcher uses a response only when
+:meth:`Paginator.next_request`, fed the pages in order, asks for exactly that request, so what
+is yielded, counted and checked is what sequential fetching gives.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -176,6 +183,7 @@ class Paginator:
         self.display = display
         self.pages = 0  # pages received
         self.items = 0  # items received
+        self.last_items = 0  # items of the last page received
         self._last_hash: bytes | None = None
         self._current = url  # URL of the page being processed (for messages)
 
@@ -191,6 +199,7 @@ class Paginator:
         or when ``maxPages`` is reached with more pages to go."""
         self.pages += 1
         self.items += len(items)
+        self.last_items = len(items)
         self._check_identical(response)
         nxt = self._next(response, body, items)
         if nxt is None:
@@ -203,6 +212,12 @@ class Paginator:
             )
         self._current = merge_query(*nxt)
         return nxt
+
+    def upcoming(self, limit: int) -> list[PageRequest]:
+        """Up to ``limit`` requests expected after the one the last :meth:`next_request` returned, in
+        order, for fetching ahead: guesses from what is known now (none for cursors and links, whose
+        next request needs the previous response). Never more than ``maxPages`` allows."""
+        return []
 
     # -- for subclasses
 
@@ -248,7 +263,9 @@ class Paginator:
     def _flag(self, path: _Path | None, body: Any) -> bool | None:
         if path is None:
             return None
-        value = self._value(path, body)
+        return self._flag_value(path, self._value(path, body))
+
+    def _flag_value(self, path: _Path, value: Any) -> bool | None:
         if value is None or isinstance(value, bool):
             return value
         if isinstance(value, (int, float)):
@@ -265,10 +282,14 @@ class Paginator:
         has_more = self._flag(self.plan.has_more, body)
         if has_more is not None:
             return has_more
-        last_page = self._flag(self.plan.last_page, body)
+        last_page = self._last_page(body)
         if last_page is not None:
             return not last_page
         return None
+
+    def _last_page(self, body: Any) -> bool | None:
+        """Whether ``lastPagePath`` says this is the last page (None: it says nothing)."""
+        return self._flag(self.plan.last_page, body)
 
     def _total(self, body: Any) -> float | None:
         if self.plan.total is None:
@@ -284,25 +305,63 @@ class Paginator:
                 f"in the response of {self.display(self._current)}"
             ) from None
 
-    def _counted_more(self, body: Any, items: list[Any], size_default: str) -> bool:
-        """Whether more pages follow, for offset and page styles (explicit, total, empty, short)."""
-        explicit = self._explicit(body)
-        if explicit is not None:
-            return explicit
-        total = self._total(body)
-        if total is not None:
-            return bool(items) and self.items < total
-        if not items:
-            return False
-        return not (self._sends_size(size_default) and len(items) < self.spec.page_size)
-
 
 class NoPaginator(Paginator):
     style = "none"
 
 
-class OffsetPaginator(Paginator):
+class _CountedPaginator(Paginator):
+    """Offset and page styles: the next request is computable, so pages can be fetched ahead."""
+
+    size_default = ""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.known_total: float | None = None  # the last total read (totalPath)
+        self.last_page_number: int | None = None  # the last page's number (page: lastPagePath)
+
+    def _counted_more(self, body: Any, items: list[Any]) -> bool:
+        """Whether more pages follow (explicit, total, empty, short)."""
+        explicit = self._explicit(body)
+        if explicit is not None:
+            if explicit and self.plan.total is not None:
+                with contextlib.suppress(PaginationError):  # for fetching ahead only: not an error here
+                    self.known_total = self._total(body)
+            return explicit
+        total = self.known_total = self._total(body)
+        if total is not None:
+            return bool(items) and self.items < total
+        if not items:
+            return False
+        return not (self._sends_size(self.size_default) and len(items) < self.spec.page_size)
+
+    def upcoming(self, limit: int) -> list[PageRequest]:
+        count = self._pages_after_next()
+        if count is None:
+            count = self.spec.prefetch or 0  # nothing says how many: speculate, if asked to
+        count = min(count, limit, self.spec.max_pages - self.pages - 1)
+        return [self._request(k) for k in range(1, count + 1)]
+
+    def _stride(self) -> int:
+        """Items per page, as the server answers (it may cap pageSize)."""
+        return self.last_items or self.spec.page_size
+
+    def _pages_after_next(self) -> int | None:
+        if self.known_total is None:
+            return None
+        left = self.known_total - self.items - self._stride()  # after the next page
+        if not math.isfinite(left):
+            return None
+        return max(0, math.ceil(left / self._stride()))
+
+    def _request(self, ahead: int) -> PageRequest:
+        """The request ``ahead`` pages after the next one (0: the next one), if pages are full."""
+        raise NotImplementedError
+
+
+class OffsetPaginator(_CountedPaginator):
     style = "offset"
+    size_default = "limit"
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -314,13 +373,18 @@ class OffsetPaginator(Paginator):
 
     def _next(self, response: httpx.Response, body: Any, items: list[Any]) -> PageRequest | None:
         self.offset += len(items)  # received, not pageSize: a server-side cap loses nothing
-        if not self._counted_more(body, items, "limit"):
+        if not self._counted_more(body, items):
             return None
-        return self.url, {**self.params, self.param: str(self.offset), **self._size_params("limit")}
+        return self._request(0)
+
+    def _request(self, ahead: int) -> PageRequest:
+        offset = self.offset + ahead * self._stride()
+        return self.url, {**self.params, self.param: str(offset), **self._size_params("limit")}
 
 
-class PagePaginator(Paginator):
+class PagePaginator(_CountedPaginator):
     style = "page"
+    size_default = "size"
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -331,10 +395,41 @@ class PagePaginator(Paginator):
         return {self.param: str(self.page), **self._size_params("size")}
 
     def _next(self, response: httpx.Response, body: Any, items: list[Any]) -> PageRequest | None:
-        if not self._counted_more(body, items, "size"):
+        if not self._counted_more(body, items):
             return None
         self.page += 1
-        return self.url, {**self.params, self.param: str(self.page), **self._size_params("size")}
+        return self._request(0)
+
+    def _request(self, ahead: int) -> PageRequest:
+        return self.url, {**self.params, self.param: str(self.page + ahead), **self._size_params("size")}
+
+    def _last_page(self, body: Any) -> bool | None:
+        """``lastPagePath`` may give the last page's number (any number but 0 and 1, which keep their
+        meaning of false and true)."""
+        path = self.plan.last_page
+        if path is None:
+            return None
+        value = self._value(path, body)
+        number = _page_number(value)
+        if number is None:
+            return self._flag_value(path, value)
+        self.last_page_number = number
+        return self.page >= number
+
+    def _pages_after_next(self) -> int | None:
+        if self.last_page_number is not None:
+            return max(0, self.last_page_number - self.page)
+        return super()._pages_after_next()
+
+
+def _page_number(value: Any) -> int | None:
+    """``value`` as a page number: a whole number other than 0 and 1; else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    number = int(value)
+    return None if number in (0, 1) else number
 
 
 class CursorPaginator(Paginator):

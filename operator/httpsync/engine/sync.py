@@ -11,6 +11,9 @@ entities deletes nothing and says so (``DeletionBlocked``). A failed sync (any e
 deletes nothing and keeps what it pushed so far: the entities of the pages fetched before the
 failure are still pushed, as if each page had been pushed on its own. Per-item mapping errors do
 not fail a sync.
+
+Every sync has an id (``sync_id``), given to each push and delete; after a successful sync whose
+deletions were not blocked, the sink hears :meth:`~httpsync.engine.ports.Sink.sync_completed`.
 """
 
 from __future__ import annotations
@@ -18,17 +21,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
+from httpsync.api.models import (
+    MAX_ERROR_SAMPLES,
+    DeletionGuardSpec,
+    EndpointResult,
+    HttpEndpointMappingSpec,
+    PaginationSpec,
+)
 from httpsync.engine.fetch import FetchCounters, iter_pages
 from httpsync.engine.mapping import Mapper, PageResult
-from httpsync.engine.types import MAX_ERROR_SAMPLES, EndpointResult, Entity, EntityRef
+from httpsync.engine.ports import MappingState, Sink, StateStore
+from httpsync.engine.types import Entity, EntityRef
 from httpsync.errors import EngineError
 from httpsync.http.redact import redact
-from httpsync.sinks.base import MappingState, Sink, StateStore
 
 log = logging.getLogger("httpsync.sync")
 
@@ -42,6 +52,7 @@ INLINE_ITEMS = 2000
 # costs two round trips to the state's SQLite thread and two transactions, so small pages (a nested
 # endpoint's children) must not pay them each. The batch holds at most this many plus one page.
 FLUSH_ENTITIES = 1000
+PREVIEW_MAX_ERRORS = 1000
 
 
 def _shorten(message: str, limit: int) -> str:
@@ -81,10 +92,16 @@ async def sync_mapping(
     *,
     owner: str,
     mapper: Mapper | None = None,
+    stop: asyncio.Event | None = None,
 ) -> EndpointResult:
     """Sync one mapping once. Never raises for sync failures: the result says ``Failed`` with the
     error's reason, message and whether a human must act (``stalled``). ``mapper`` may be given to
-    reuse a compiled one."""
+    reuse a compiled one.
+
+    ``stop`` ends the sync at the next batch boundary (the mapping is being deleted): the batch being
+    pushed is pushed and committed, nothing after it is written (not even the pages already fetched),
+    nothing is deleted, and the result fails with reason ``Stopped``. The sink and the state then
+    agree, so whoever stopped it can remove exactly what the state says was pushed."""
     result = EndpointResult(mapping=mapping_name, kind=mapping.kind)
     counters = FetchCounters()
     mstate: MappingState | None = None
@@ -92,28 +109,38 @@ async def sync_mapping(
         mapper = mapper or Mapper.from_spec(mapping)
         mstate = await state.open(owner)
         known = await mstate.known_count()
+        push = _Pusher(sink, mstate, owner, uuid.uuid4().hex, result)
         batch = _Batch()
         try:
             async with contextlib.aclosing(iter_pages(client, mapping, pagination, counters)) as pages:
                 async for items in pages:
+                    _check(stop)
                     page = await map_items(mapper, items)
                     _count_page(page, result)
                     if not batch.add(page.entities):
-                        await _flush(batch, result, sink, mstate, owner)
+                        _check(stop)
+                        await push.flush(batch)
                         batch.add(page.entities)
                     if len(batch) >= FLUSH_ENTITIES:
-                        await _flush(batch, result, sink, mstate, owner)
+                        _check(stop)
+                        await push.flush(batch)
+        except SyncStopped:
+            raise
         except Exception:
             # The pages fetched before the failure are pushed anyway, as they were page by page.
             # (A failed push empties the batch first: nothing is pushed twice.)
-            if len(batch):
+            if len(batch) and not (stop is not None and stop.is_set()):
                 try:
-                    await _flush(batch, result, sink, mstate, owner)
+                    await push.flush(batch)
                 except Exception:
                     log.warning("mapping %s: pushing what was fetched before the failure failed", owner, exc_info=True)
             raise
-        await _flush(batch, result, sink, mstate, owner)
-        await _delete_stale(mapping, result, sink, mstate, owner, known)
+        _check(stop)
+        await push.flush(batch)
+        _check(stop)
+        await push.delete_stale(mapping.deletion_guard, known)
+        if result.deletion_blocked is None:
+            await push.completed()
     except EngineError as e:
         result.fail(e.reason, _shorten(redact(e.message), MAX_MESSAGE_CHARS), stalled=e.stalled)
     except Exception as e:
@@ -128,6 +155,18 @@ async def sync_mapping(
             with contextlib.suppress(Exception):
                 await mstate.close()
     return result.finish()
+
+
+class SyncStopped(EngineError):
+    """The sync was asked to stop (its mapping is being deleted)."""
+
+    def __init__(self) -> None:
+        super().__init__("the sync was stopped: the mapping is being deleted", reason="Stopped", stalled=False)
+
+
+def _check(stop: asyncio.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise SyncStopped()
 
 
 class _Batch:
@@ -163,116 +202,105 @@ class _Batch:
 
 def _count_page(page: PageResult, result: EndpointResult) -> None:
     result.items_filtered += page.filtered
-    room = MAX_ERROR_SAMPLES - len(result.mapping_error_samples)
-    result.mapping_error_samples += [_sample(m) for m in page.errors[: max(0, room)]]
-    result.mapping_error_count += len(page.errors)
+    errors = result.mapping_errors
+    room = MAX_ERROR_SAMPLES - len(errors.samples)
+    errors.samples += [_sample(m) for m in page.errors[: max(0, room)]]
+    errors.count += len(page.errors)
 
 
-async def _flush(batch: _Batch, result: EndpointResult, sink: Sink, mstate: MappingState, owner: str) -> None:
-    """Diff, push and commit the batch (emptied first)."""
-    entities = batch.take()
-    if not entities:
-        return
-    result.entities += len(entities)
-    to_push, unchanged = await mstate.diff(entities)
-    result.entities_unchanged += unchanged
-    if not to_push:
-        return
-    report = await sink.upsert(owner, to_push)
-    failed = _record_failures(report.failed, result)
-    accepted = [e for e in to_push if (e["blueprint"], e["identifier"]) not in failed] if failed else to_push
-    result.entities_upserted += len(accepted)
-    await mstate.commit(accepted, [])
+class _Pusher:
+    """The sink side of one sync: pushes, deletions and their commits, under one sync id."""
 
+    __slots__ = ("mstate", "owner", "result", "sink", "sync_id")
 
-def _record_failures(failures: Sequence[tuple[EntityRef, str]], result: EndpointResult) -> set[tuple[str, str]]:
-    refs = set()
-    for ref, message in failures:
-        refs.add((ref[0], ref[1]))
-        if len(result.sink_error_samples) < MAX_ERROR_SAMPLES:
-            result.sink_error_samples.append(_sample(f"{ref[0]}/{ref[1]}: {message}"))
-    result.entities_failed += len(refs)
-    return refs
+    def __init__(self, sink: Sink, mstate: MappingState, owner: str, sync_id: str, result: EndpointResult) -> None:
+        self.sink = sink
+        self.mstate = mstate
+        self.owner = owner
+        self.sync_id = sync_id
+        self.result = result
 
+    async def flush(self, batch: _Batch) -> None:
+        """Diff, push and commit the batch (emptied first)."""
+        entities = batch.take()
+        if not entities:
+            return
+        result = self.result
+        result.entities += len(entities)
+        to_push, unchanged = await self.mstate.diff(entities)
+        result.entities_unchanged += unchanged
+        if not to_push:
+            return
+        report = await self.sink.upsert(self.owner, to_push, sync_id=self.sync_id)
+        failed = self._record_failures(report.failed)
+        accepted = [e for e in to_push if (e["blueprint"], e["identifier"]) not in failed] if failed else to_push
+        result.entities_upserted += len(accepted)
+        await self.mstate.commit(accepted, [])
 
-async def _stale_batches(mstate: MappingState) -> AsyncIterator[list[EntityRef]]:
-    batches = getattr(mstate, "stale_batches", None)
-    if batches is not None:  # bounded memory (SqliteMappingState)
-        async for batch in batches(DELETE_BATCH):
-            yield batch
-        return
-    stale = await mstate.stale()
-    for i in range(0, len(stale), DELETE_BATCH):
-        yield stale[i : i + DELETE_BATCH]
+    async def delete_stale(self, guard: DeletionGuardSpec, known: int) -> None:
+        """Delete what was owned before and not seen now, unless the deletion guard holds it back."""
+        result = self.result
+        stale = await self.mstate.stale_count()
+        if stale == 0:
+            return
+        if not guard.disabled and known > 0 and stale * 100 > guard.max_delete_percent * known:
+            message = deletion_blocked_message(stale, known, guard.max_delete_percent)
+            result.deletion_blocked = message
+            result.reason = "DeletionBlocked"
+            result.message = message
+            return
+        async for batch in self.mstate.stale_batches(DELETE_BATCH):
+            report = await self.sink.delete(self.owner, batch, sync_id=self.sync_id)
+            failed = self._record_failures(report.failed)
+            deleted = [r for r in batch if (r[0], r[1]) not in failed] if failed else batch
+            result.entities_deleted += len(deleted)
+            await self.mstate.commit([], deleted)
 
+    async def completed(self) -> None:
+        """Tell the sink the sync is complete: what the mapping owns now, and whether this sync sent
+        all of it (nothing was skipped as unchanged)."""
+        r = self.result
+        owned = r.entities_upserted + r.entities_unchanged + r.entities_failed
+        await self.sink.sync_completed(self.owner, self.sync_id, entities=owned, full=r.entities_unchanged == 0)
 
-async def _stale_count(mstate: MappingState) -> int:
-    count = getattr(mstate, "stale_count", None)
-    if count is not None:
-        return int(await count())
-    return len(await mstate.stale())
-
-
-async def _delete_stale(
-    mapping: HttpEndpointMappingSpec,
-    result: EndpointResult,
-    sink: Sink,
-    mstate: MappingState,
-    owner: str,
-    known: int,
-) -> None:
-    stale = await _stale_count(mstate)
-    if stale == 0:
-        return
-    guard = mapping.deletion_guard
-    if not guard.disabled and known > 0 and stale * 100 > guard.max_delete_percent * known:
-        message = deletion_blocked_message(stale, known, guard.max_delete_percent)
-        result.deletion_blocked = message
-        result.reason = "DeletionBlocked"
-        result.message = message
-        return
-    async for batch in _stale_batches(mstate):
-        report = await sink.delete(owner, batch)
-        failed = _record_failures(report.failed, result)
-        deleted = [r for r in batch if (r[0], r[1]) not in failed] if failed else batch
-        result.entities_deleted += len(deleted)
-        await mstate.commit([], deleted)
+    def _record_failures(self, failures: Sequence[tuple[EntityRef, str]]) -> set[tuple[str, str]]:
+        result = self.result
+        refs = set()
+        for ref, message in failures:
+            refs.add((ref[0], ref[1]))
+            if len(result.sink_error_samples) < MAX_ERROR_SAMPLES:
+                result.sink_error_samples.append(_sample(f"{ref[0]}/{ref[1]}: {message}"))
+        result.entities_failed += len(refs)
+        return refs
 
 
 # --------------------------------------------------------------------------- preview
 
 
+def failed_result(mapping_name: str, kind: str, error: EngineError) -> EndpointResult:
+    """The result of a mapping that could not run (its source failed before it)."""
+    result = EndpointResult(mapping=mapping_name, kind=kind)
+    return result.fail(error.reason, error.message, stalled=error.stalled).finish()
+
+
+# The preview's JSON: the result's, up to the counters of what was fetched.
+_PREVIEW_KEYS = (
+    "mapping", "kind", "outcome", "reason", "message", "requests", "pages", "itemsFetched", "itemsFiltered",
+)  # fmt: skip
+
+
 @dataclass(slots=True)
 class PreviewResult:
-    """What ``httpsync preview`` shows for one mapping: mapped entities (up to the limit) and every
-    per-item error met on the way, without writing anything."""
+    """What ``httpsync preview`` shows for one mapping: the outcome and counters (``result``), the
+    mapped entities (up to the limit) and every per-item error met on the way."""
 
-    mapping: str
-    kind: str
+    result: EndpointResult
     entities: list[Entity] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    items_fetched: int = 0
-    items_filtered: int = 0
-    requests: int = 0
-    pages: int = 0
-    outcome: str = "Succeeded"
-    reason: str | None = None
-    message: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "mapping": self.mapping,
-            "kind": self.kind,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "message": self.message,
-            "requests": self.requests,
-            "pages": self.pages,
-            "itemsFetched": self.items_fetched,
-            "itemsFiltered": self.items_filtered,
-            "entities": self.entities,
-            "errors": self.errors,
-        }
+        doc = self.result.to_json()
+        return {**{k: doc[k] for k in _PREVIEW_KEYS}, "entities": self.entities, "errors": self.errors}
 
 
 async def preview_mapping(
@@ -282,30 +310,31 @@ async def preview_mapping(
     pagination: PaginationSpec,
     *,
     limit: int = 10,
-    max_errors: int = 1000,
 ) -> PreviewResult:
     """Fetch pages until ``limit`` entities are mapped (or the endpoint ends); write nothing."""
-    result = PreviewResult(mapping=mapping_name, kind=mapping.kind)
+    preview = PreviewResult(EndpointResult(mapping=mapping_name, kind=mapping.kind))
+    result = preview.result
     counters = FetchCounters()
     try:
         mapper = Mapper.from_spec(mapping)
         async with contextlib.aclosing(iter_pages(client, mapping, pagination, counters)) as pages:
             async for items in pages:
                 page = await map_items(mapper, items)
-                result.items_filtered += page.filtered
-                room = max_errors - len(result.errors)
-                result.errors += [_sample(m) for m in page.errors[:room]]
-                result.entities += page.entities[: max(0, limit - len(result.entities))]
-                if len(result.entities) >= limit:
+                _count_page(page, result)
+                result.entities += len(page.entities)
+                room = PREVIEW_MAX_ERRORS - len(preview.errors)
+                preview.errors += [_sample(m) for m in page.errors[:room]]
+                preview.entities += page.entities[: max(0, limit - len(preview.entities))]
+                if len(preview.entities) >= limit:
                     break
     except EngineError as e:
-        result.outcome, result.reason, result.message = "Failed", e.reason, redact(e.message)
+        result.fail(e.reason, redact(e.message), stalled=e.stalled)
     except Exception as e:
         log.exception("preview of %s: unexpected error", mapping_name)
-        result.outcome, result.reason = "Failed", "InternalError"
-        result.message = redact(f"unexpected error: {type(e).__name__}: {e}")
+        result.fail("InternalError", redact(f"unexpected error: {type(e).__name__}: {e}"))
     finally:
         result.requests = counters.requests
         result.pages = counters.pages
         result.items_fetched = counters.items_fetched
-    return result
+    result.finish()
+    return preview

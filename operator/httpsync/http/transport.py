@@ -13,6 +13,7 @@ verification failures included) stay the same. Proxies come from the environment
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from typing import Any
 
@@ -20,6 +21,8 @@ import aiohttp
 import httpx
 import yarl
 from aiohttp.helpers import get_env_proxy_for_url
+
+TRANSPORT_ENV = "HTTPSYNC_HTTP_TRANSPORT"
 
 # Set by aiohttp from the request it sends, or not applicable (the body is sent whole).
 _SKIP_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})
@@ -154,3 +157,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             # connections are really gone when aclose returns (httpx's anyio streams do the same).
             for _ in range(3):
                 await asyncio.sleep(0)
+
+
+def default_transport(
+    *, verify: bool | ssl.SSLContext = True, max_connections: int = 100
+) -> httpx.AsyncBaseTransport | None:
+    """The transport of every outbound client (sources and sinks): :class:`AiohttpTransport`, or
+    None (httpx's own) when the environment says ``HTTPSYNC_HTTP_TRANSPORT=httpx``."""
+    if os.environ.get(TRANSPORT_ENV, "").strip().lower() == "httpx":
+        return None
+    return AiohttpTransport(verify=verify, max_connections=max_connections)

@@ -1,27 +1,6 @@
-"""Where entities go: the sink interface and the built-in sinks."""
+"""Where entities go: the built-in sinks (the interface they implement is :mod:`httpsync.engine.ports`)."""
 
-from httpsync.sinks.base import ListableSink, MappingState, Sink, SinkReport, StateStore
-from httpsync.sinks.catalog import (
-    Catalog,
-    CatalogSink,
-    SqliteMappingState,
-    SqliteStateStore,
-    default_catalog_path,
-    entity_hash,
-)
+from httpsync.sinks.catalog import Catalog, CatalogSink, default_catalog_path
 from httpsync.sinks.null import NullSink
 
-__all__ = [
-    "Catalog",
-    "CatalogSink",
-    "ListableSink",
-    "MappingState",
-    "NullSink",
-    "Sink",
-    "SinkReport",
-    "SqliteMappingState",
-    "SqliteStateStore",
-    "StateStore",
-    "default_catalog_path",
-    "entity_hash",
-]
+__all__ = ["Catalog", "CatalogSink", "NullSink", "default_catalog_path"]

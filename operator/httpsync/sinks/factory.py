@@ -1,25 +1,66 @@
-"""Build the remote sink (Port or webhook) a sink spec describes, reading its Secret."""
+"""Which sink (and which change-detection memory) a source's entities go to.
+
+- No ``spec.sink``: the default sink (:attr:`SinkSettings.default_sink`, Helm values ``defaultSink``):
+  the embedded catalog, Port or a webhook, built once when the :class:`Sinks` open.
+- ``spec.sink``: a Port or webhook sink built for the sync from the source's own Secrets
+  (namespace-local), closed after it (:func:`build_sink`); ``type: catalog`` means the embedded catalog.
+
+The embedded catalog keeps its memory beside its entities (they live and die together). Remote
+sinks share one local state file (:attr:`SinkSettings.state_path`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
 from httpsync.api.models import SinkSpec, SinkType
+from httpsync.engine.ports import Sink, StateStore
 from httpsync.engine.types import SecretResolver
-from httpsync.sinks.base import Sink
+from httpsync.errors import ConfigError
+from httpsync.http.redact import register_secret
+from httpsync.sinks.catalog import Catalog
 from httpsync.sinks.port import PortSink
 from httpsync.sinks.webhook import WebhookSink
+from httpsync.state.sqlite import SqliteStateStore
 
 PORT_CLIENT_ID_KEY = "clientId"
 PORT_CLIENT_SECRET_KEY = "clientSecret"
 WEBHOOK_SECRET_KEY = "secret"
+DEFAULT_PORT_BASE_URL = "https://api.getport.io"
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """What the sinks are built from (the operator fills it from its configuration)."""
+
+    catalog_path: Path
+    state_path: Path  # the change-detection memory of remote sinks
+    default_sink: str = "catalog"  # catalog, port or webhook
+    port_base_url: str = DEFAULT_PORT_BASE_URL
+    port_client_id: str | None = None
+    port_client_secret: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one source's sync goes: the sink, and the memory of what was pushed to it."""
+
+    sink: Sink
+    state: StateStore
 
 
 async def build_sink(spec: SinkSpec, secrets: SecretResolver, *, source: str) -> Sink:
-    """The sink for ``spec``. ``source`` names the producer in webhook payloads.
+    """The remote sink (Port or webhook) for ``spec``. ``source`` names the producer in webhook payloads.
 
     Port reads ``clientId`` and ``clientSecret`` from the Secret ``port.secretRef.name``; the
     webhook reads its signing secret from ``webhook.secretRef`` (key ``secret`` by default), if
-    set. A missing Secret or key raises the resolver's ``SecretError``. The catalog sink is built
-    by the caller (it owns the catalog database): asking for it here is a ``ValueError``.
+    set. A missing Secret or key raises the resolver's ``SecretError``. The catalog sink is not
+    built here (:class:`Sinks` owns the catalog database): asking for it is a ``ValueError``.
     """
     if spec.type == SinkType.port:
         if spec.port is None:
@@ -34,4 +75,71 @@ async def build_sink(spec: SinkSpec, secrets: SecretResolver, *, source: str) ->
         ref = spec.webhook.secret_ref
         secret = await secrets.get(ref.name, ref.key or WEBHOOK_SECRET_KEY) if ref is not None else None
         return WebhookSink(spec.webhook.url, secret=secret, source=source)
-    raise ValueError(f"build_sink does not build the {spec.type.value!r} sink: the caller owns it")
+    raise ValueError(f"build_sink does not build the {spec.type.value!r} sink: Sinks owns it")
+
+
+def _default_sink(settings: SinkSettings) -> Sink | None:
+    """The default remote sink, or None for the embedded catalog."""
+    s = settings
+    if s.default_sink == "catalog":
+        return None
+    if s.default_sink == "port":
+        if not (s.port_client_id and s.port_client_secret):
+            raise ConfigError("the default sink is port but HTTPSYNC_PORT_CLIENT_ID/SECRET are not set")
+        register_secret(s.port_client_secret)
+        return PortSink(s.port_base_url, s.port_client_id, s.port_client_secret)
+    if s.default_sink == "webhook":
+        if not s.webhook_url:
+            raise ConfigError("the default sink is webhook but HTTPSYNC_WEBHOOK_URL is not set")
+        register_secret(s.webhook_secret)
+        return WebhookSink(s.webhook_url, secret=s.webhook_secret)
+    raise ConfigError(f"unknown default sink {s.default_sink!r}: use catalog, port or webhook")
+
+
+class Sinks:
+    """The embedded catalog, the remote sinks' memory, and the default target, open for the
+    operator's lifetime. Open with :meth:`open`, close with :meth:`aclose`."""
+
+    def __init__(self, catalog: Catalog, remote_state: SqliteStateStore, default: Target) -> None:
+        self.catalog = catalog
+        self.remote_state = remote_state
+        self.default = default
+
+    @classmethod
+    async def open(cls, settings: SinkSettings) -> Sinks:
+        """Open the catalog and state files (creating their folders) and build the default sink.
+        A default sink that is not configured raises :class:`ConfigError`."""
+        settings.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+        settings.state_path.parent.mkdir(parents=True, exist_ok=True)
+        catalog = await Catalog.open(settings.catalog_path)
+        remote_state: SqliteStateStore | None = None
+        try:
+            remote_state = await SqliteStateStore.open_file(settings.state_path)
+            sink = _default_sink(settings)
+            default = Target(catalog.sink, catalog.state) if sink is None else Target(sink, remote_state)
+            return cls(catalog, remote_state, default)
+        except BaseException:
+            if remote_state is not None:
+                await remote_state.aclose()
+            await catalog.aclose()
+            raise
+
+    @contextlib.asynccontextmanager
+    async def for_source(self, spec: SinkSpec | None, secrets: SecretResolver, source: str) -> AsyncIterator[Target]:
+        """The target of one source's sync; a source-specific remote sink is closed afterwards."""
+        if spec is None:
+            yield self.default
+            return
+        if spec.type == SinkType.catalog:
+            yield Target(self.catalog.sink, self.catalog.state)
+            return
+        sink = await build_sink(spec, secrets, source=source)
+        try:
+            yield Target(sink, self.remote_state)
+        finally:
+            await sink.aclose()
+
+    async def aclose(self) -> None:
+        for closer in (self.default.sink.aclose, self.catalog.aclose, self.remote_state.aclose):
+            with contextlib.suppress(Exception):
+                await closer()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
+from httpsync.engine.ports import SinkReport
 from httpsync.engine.types import Entity, EntityRef
-from httpsync.sinks.base import SinkReport
 
 
 class NullSink:
@@ -15,17 +15,16 @@ class NullSink:
         self.upserted = 0
         self.deleted = 0
 
-    async def upsert(self, owner: str, entities: Sequence[Entity]) -> SinkReport:
+    async def upsert(self, owner: str, entities: Sequence[Entity], *, sync_id: str | None = None) -> SinkReport:
         self.upserted += len(entities)
         return SinkReport()
 
-    async def delete(self, owner: str, refs: Sequence[EntityRef]) -> SinkReport:
+    async def delete(self, owner: str, refs: Sequence[EntityRef], *, sync_id: str | None = None) -> SinkReport:
         self.deleted += len(refs)
         return SinkReport()
 
-    async def list_owned(self, owner: str) -> AsyncIterator[EntityRef]:
-        return
-        yield  # an empty async generator
+    async def sync_completed(self, owner: str, sync_id: str, *, entities: int, full: bool) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None

@@ -1,8 +1,8 @@
 """The Port sink: entities go to a Port organisation through Port's public REST API.
 
-- Auth: ``POST /v1/auth/access_token`` with the client id and secret; the token is cached until
-  shortly before it expires, refreshed once when Port answers 401, and concurrent requests share
-  one refresh.
+- Auth: ``POST /v1/auth/access_token`` with the client id and secret (:class:`PortTokenAuth`, a
+  :class:`httpsync.http.auth.TokenAuth`); the token is cached until shortly before it expires,
+  refreshed once when Port answers 401, and concurrent requests share one refresh.
 - Upsert: per blueprint, ``POST /v1/blueprints/{bp}/entities/bulk?upsert=true&merge=true`` in
   batches bounded by entity count and body size. Port's per-entity errors become
   :attr:`SinkReport.failed` entries. A 413 splits the batch in halves down to single entities
@@ -10,9 +10,10 @@
 - Delete: ``POST /v1/blueprints/{bp}/bulk/entities/delete`` (up to 100 identifiers); when that
   answers 404, 405 or 422 (an older API, an already-deleted entity, an entity with dependents),
   one ``DELETE /v1/blueprints/{bp}/entities/{id}`` per entity, where 404 means already gone.
-- Requests are idempotent, so connection errors, timeouts, 408, 429 (``Retry-After`` honoured)
-  and 5xx are retried with exponential backoff and full jitter. Other errors on a whole batch
-  raise :class:`SinkError`.
+- Requests are idempotent, so connection and proxy errors, timeouts, 408, 429 and rate-limited
+  403s (``Retry-After`` honoured, and holding every request of the sink meanwhile) and 5xx are
+  retried with exponential backoff and full jitter, by the HTTP layer's one retry loop
+  (:class:`httpsync.http.retry.Retrier`). Other errors on a whole batch raise :class:`SinkError`.
 
 No message contains the client secret or an access token: both are registered with
 :func:`register_secret` and every text built from a response goes through :func:`redact`.
@@ -20,21 +21,23 @@ No message contains the client secret or an access token: both are registered wi
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
 
-from httpsync.engine.client import body_start, retry_delay, status_text
+from httpsync.engine.ports import SinkReport
 from httpsync.engine.types import Entity, EntityRef
 from httpsync.engine.url import display_url
-from httpsync.errors import ConfigError, SinkError
-from httpsync.http.redact import redact, register_secret
-from httpsync.sinks.base import SinkReport
+from httpsync.errors import ConfigError, EngineError, SinkError
+from httpsync.http.auth import TokenAuth
+from httpsync.http.limits import RequestLimiter
+from httpsync.http.redact import register_secret
+from httpsync.http.responses import body_start, short, status_text
+from httpsync.http.retry import Retrier, RetryPolicy
+from httpsync.http.transport import default_transport
 
 EU_BASE_URL = "https://api.getport.io"
 US_BASE_URL = "https://api.us.getport.io"
@@ -43,12 +46,42 @@ TOKEN_PATH = "/v1/auth/access_token"
 UPSERT_PARAMS = {"upsert": "true", "merge": "true"}
 DELETE_PARAMS = {"delete_dependents": "false"}
 DELETE_BATCH = 100
-MESSAGE_MAX = 300
 
-_RETRY_STATUSES = frozenset({408, 429})
-_RETRY_EXCEPTIONS = (TimeoutError, httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _BULK_OPEN, _BULK_CLOSE = b'{"entities":[', b"]}"
 _AUTH_HINT = "check clientId and clientSecret in the Secret named by sink.port.secretRef"
+
+
+class PortTokenAuth(TokenAuth):
+    """Port's access tokens: ``POST /v1/auth/access_token`` ``{"clientId", "clientSecret"}`` ->
+    ``{"accessToken", "expiresIn", "tokenType"}``, sent as ``Authorization: <tokenType> <accessToken>``.
+
+    Used until a minute (at most 10% of its lifetime) before it expires; one hour without
+    ``expiresIn``. Its failures are ``PortAuthFailed``.
+    """
+
+    MARGIN_SECONDS = 60.0
+    DEFAULT_LIFETIME = 3600.0
+    TOKEN_FIELD = "accessToken"
+    EXPIRES_FIELD = "expiresIn"
+    TYPE_FIELD = "tokenType"
+    ERROR_REASON = "PortAuthFailed"
+    REFUSED_HINT = _AUTH_HINT
+
+    def __init__(self, base_url: str, client_id: str, client_secret: str) -> None:
+        register_secret(client_secret)
+        token_url = base_url.rstrip("/") + TOKEN_PATH
+        super().__init__(token_url, endpoint=f"the Port token endpoint {display_url(token_url)}")
+        self._body = json.dumps({"clientId": client_id, "clientSecret": client_secret}).encode()
+
+    def build_token_request(self) -> httpx.Request:
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "httpsync"}
+        return httpx.Request("POST", self.token_url, content=self._body, headers=headers)
+
+    def failure_message(self, response: httpx.Response, retryable: bool) -> str:
+        if response.status_code in (401, 403):
+            status = status_text(response.status_code)
+            return f"{self.endpoint} refused the credentials ({status}): {body_start(response)}; {_AUTH_HINT}"
+        return super().failure_message(response, retryable)
 
 
 class _Encoded(NamedTuple):
@@ -80,11 +113,6 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _short(text: str) -> str:
-    text = redact(" ".join(str(text).split()))
-    return text[:MESSAGE_MAX] + "..." if len(text) > MESSAGE_MAX else text
-
-
 def _json_or_none(response: httpx.Response) -> Any:
     try:
         return json.loads(response.content)
@@ -97,8 +125,6 @@ class PortSink:
 
     name = "port"
 
-    TOKEN_MARGIN_SECONDS = 60.0
-    TOKEN_MARGIN_RATIO = 0.1
     MAX_BACKOFF_SECONDS = 30.0
     MAX_RETRY_AFTER_SECONDS = 300.0
 
@@ -114,152 +140,75 @@ class PortSink:
         max_retries: int = 5,
         backoff: float = 0.5,
         transport: httpx.AsyncBaseTransport | None = None,
+        check_url: Callable[[str], None] | None = None,
     ) -> None:
         if not base_url.lower().startswith(("https://", "http://")):
             raise ConfigError(f"the Port baseUrl {display_url(base_url)!r} must start with https://")
         if batch_size < 1 or max_body_bytes < 64:
             raise ValueError("batch_size must be >= 1 and max_body_bytes >= 64")
-        register_secret(client_secret)
         self.base_url = base_url.rstrip("/")
-        self._client_id = client_id
-        self._client_secret = client_secret
         self.batch_size = batch_size
         self.max_body_bytes = max_body_bytes
-        self._timeout = float(timeout)
-        self._max_retries = max_retries
-        self._backoff = backoff
+        self._check_url = check_url
+        self._auth = PortTokenAuth(self.base_url, client_id, client_secret)
+        policy = RetryPolicy(max_retries, backoff, self.MAX_BACKOFF_SECONDS, self.MAX_RETRY_AFTER_SECONDS, timeout)
+        # No concurrency limit of its own; a 429's Retry-After holds every request of the sink.
+        self._retry = Retrier(policy, limiter=RequestLimiter(None), error=SinkError)
         self._http = httpx.AsyncClient(
+            auth=self._auth,
             timeout=httpx.Timeout(timeout),
-            transport=transport,
+            transport=transport if transport is not None else default_transport(),
             follow_redirects=False,  # the token goes to the Port host only
             headers={"Accept": "application/json", "User-Agent": "httpsync"},
+            event_hooks={"request": [self._before_send]},
         )
-        self._lock = asyncio.Lock()
-        self._authorization: str | None = None
-        self._expires_at = 0.0
-        self.token_requests = 0
-        self.requests = 0
+        self.requests = 0  # HTTP requests sent, token requests included
+
+    @property
+    def token_requests(self) -> int:
+        """Access tokens asked for."""
+        return self._auth.token_requests
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    # -- access token
-
-    def _current_authorization(self) -> str | None:
-        if self._authorization is not None and time.monotonic() < self._expires_at:
-            return self._authorization
-        return None
-
-    async def _get_authorization(self, *, stale: str | None = None) -> str:
-        """The ``Authorization`` header value. ``stale`` is a value Port refused: get a new one
-        unless another request already did."""
-        current = self._current_authorization()
-        if current is not None and current != stale:
-            return current
-        async with self._lock:
-            current = self._current_authorization()
-            if current is not None and current != stale:
-                return current
-            return await self._fetch_token()
-
-    async def _fetch_token(self) -> str:
-        self.token_requests += 1
-        body = json.dumps({"clientId": self._client_id, "clientSecret": self._client_secret}).encode()
-        response = await self._call("POST", TOKEN_PATH, body=body, authorized=False)
-        where = f"the Port token endpoint {self._shown(TOKEN_PATH)}"
-        if response.status_code in (401, 403):
-            raise SinkError(
-                f"{where} refused the credentials ({status_text(response.status_code)}): "
-                f"{body_start(response)}; {_AUTH_HINT}",
-                reason="PortAuthFailed",
-                stalled=True,
-            )
-        if not response.is_success:
-            raise SinkError(
-                f"{where} returned {status_text(response.status_code)}: {body_start(response)}",
-                reason="PortAuthFailed",
-                stalled=response.status_code < 500,
-            )
-        data = _json_or_none(response)
-        token = data.get("accessToken") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            keys = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
-            raise SinkError(f"{where} returned no accessToken (got: {keys})", reason="PortAuthFailed")
-        register_secret(token)
-        token_type = data.get("tokenType") or "Bearer"
-        self._authorization = f"{token_type} {token}"
-        self._expires_at = time.monotonic() + self._lifetime(data.get("expiresIn"))
-        return self._authorization
-
-    def _lifetime(self, expires_in: Any) -> float:
-        """Seconds to use a token: its lifetime minus a margin (10%, at most a minute)."""
-        try:
-            lifetime = float(expires_in)
-        except (TypeError, ValueError):
-            lifetime = 3600.0
-        if not lifetime > 0:
-            return 0.0
-        return lifetime - min(self.TOKEN_MARGIN_SECONDS, lifetime * self.TOKEN_MARGIN_RATIO)
+    async def sync_completed(self, owner: str, sync_id: str, *, entities: int, full: bool) -> None:
+        """Nothing for now: Port keeps no notion of a sync."""
 
     # -- requests
+
+    async def _before_send(self, request: httpx.Request) -> None:
+        self.requests += 1
+        if self._check_url is not None:
+            self._check_url(display_url(str(request.url)))
 
     def _shown(self, path: str) -> str:
         return display_url(self.base_url + path)
 
-    def _delay(self, attempt: int, response: httpx.Response | None = None) -> float:
-        return retry_delay(
-            attempt,
-            response,
-            base=self._backoff,
-            cap=self.MAX_BACKOFF_SECONDS,
-            max_retry_after=self.MAX_RETRY_AFTER_SECONDS,
+    async def _call(
+        self, method: str, path: str, *, body: bytes | None = None, params: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """Send one request through the retry loop and return the final response (any status but a
+        retryable one). A 401 gets one new token and one resend (the auth flow)."""
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        url = self.base_url + path
+        return await self._retry.send(
+            f"{method} {self._shown(path)}",
+            lambda: self._http.request(method, url, content=body, params=params, headers=headers),
         )
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        params: Mapping[str, str] | None = None,
-        authorized: bool = True,
-    ) -> httpx.Response:
-        """Send one request, retrying what a retry can fix, and return the final response (any
-        status but a retryable one). A 401 gets one new token and one resend."""
-        shown = f"{method} {self._shown(path)}"
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        attempts = 1 + self._max_retries
-        attempt = 0
-        refreshed = False
-        failure = ""
-        while True:
-            if authorized:
-                headers["Authorization"] = await self._get_authorization()
-            self.requests += 1
-            response: httpx.Response | None = None
-            try:
-                async with asyncio.timeout(self._timeout):
-                    response = await self._http.request(
-                        method, self.base_url + path, content=body, params=params, headers=headers
-                    )
-            except _RETRY_EXCEPTIONS as e:
-                failure = f"timed out after {self._timeout:g} s" if isinstance(e, TimeoutError) else "failed"
-                failure += f" ({type(e).__name__}: {_short(str(e)) or 'no detail'})"
-            except httpx.HTTPError as e:
-                raise SinkError(f"{shown} failed: {type(e).__name__}: {_short(str(e))}") from None
-            else:
-                status = response.status_code
-                if status == 401 and authorized and not refreshed:
-                    refreshed = True
-                    await self._get_authorization(stale=headers["Authorization"])
-                    continue
-                if not (status in _RETRY_STATUSES or status >= 500):
-                    return response
-                failure = f"returned {status_text(status)}: {body_start(response)}"
-            attempt += 1
-            if attempt >= attempts:
-                raise SinkError(f"{shown} {failure} ({attempts} attempts)")
-            await asyncio.sleep(self._delay(attempt - 1, response))
+    async def _get_authorization(self) -> str:
+        """The ``Authorization`` value of the current token, one fetched first (through the retry
+        loop) if there is none: checks the credentials before any entity is sent."""
+        shown = f"POST {self._shown(TOKEN_PATH)}"
+
+        async def send(request: httpx.Request) -> httpx.Response:
+            return await self._retry.send(shown, lambda: self._http.send(request, auth=None))
+
+        try:
+            return await self._auth.authorization(send)
+        except EngineError as e:
+            raise self._retry.error(e) from None
 
     def _status_error(self, response: httpx.Response, what: str) -> SinkError:
         status = response.status_code
@@ -276,7 +225,8 @@ class PortSink:
 
     # -- upsert
 
-    async def upsert(self, owner: str, entities: Sequence[Entity]) -> SinkReport:
+    async def upsert(self, owner: str, entities: Sequence[Entity], *, sync_id: str | None = None) -> SinkReport:
+        """Upsert ``entities`` (``sync_id`` is not sent: Port has no use for it)."""
         report = SinkReport()
         by_blueprint: dict[str, list[_Encoded]] = {}
         for entity in entities:
@@ -333,7 +283,7 @@ class PortSink:
 
     # -- delete
 
-    async def delete(self, owner: str, refs: Sequence[EntityRef]) -> SinkReport:
+    async def delete(self, owner: str, refs: Sequence[EntityRef], *, sync_id: str | None = None) -> SinkReport:
         report = SinkReport()
         by_blueprint: dict[str, list[str]] = {}
         for ref in refs:
@@ -382,5 +332,5 @@ def _bulk_failures(blueprint: str, chunk: list[_Encoded], data: Any) -> list[tup
         else:
             identifier = str(error.get("identifier", ""))
         message = error.get("message") or error.get("error") or "rejected by Port"
-        failed.append((EntityRef(blueprint, identifier), _short(str(message))))
+        failed.append((EntityRef(blueprint, identifier), short(str(message))))
     return failed

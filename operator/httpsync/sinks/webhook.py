@@ -1,44 +1,47 @@
-"""The webhook sink: batches of upserts and deletes POSTed as JSON to a URL you run.
+"""The webhook sink: batches of upserts and deletes, and a message at the end of each successful
+sync, POSTed as JSON to a URL you run.
 
-Payload, headers and the signature recipe are documented in ``docs/webhook.md``. In short::
+Payloads, headers and the signature recipe are documented in ``docs/webhook.md``. In short::
 
-    {"source": ..., "mapping": "<namespace>/<name>", "upserts": [entity, ...],
+    {"type": "batch", "source": ..., "mapping": "<namespace>/<name>", "syncId": ..., "upserts": [entity, ...],
      "deletes": [{"blueprint", "identifier"}, ...], "batchId": "<uuid4>", "sentAt": "<RFC 3339 UTC>"}
+    {"type": "syncCompleted", "source": ..., "mapping": ..., "syncId": ..., "entities": <count>,
+     "full": <bool>, "sentAt": ...}
 
-with ``Idempotency-Key: <batchId>`` (the same on every retry of a batch: the body is built once)
-and, when a secret is set, ``X-Httpsync-Signature: sha256=<hex HMAC-SHA256 of the body bytes>``.
+with ``Idempotency-Key: <uuid4>`` (the batch's ``batchId``; the same on every retry of a message:
+the body is built once) and, when a secret is set, ``X-Httpsync-Signature: sha256=<hex HMAC-SHA256
+of the body bytes>``.
 
-Connection errors, timeouts, 408, 429 (``Retry-After`` honoured) and 5xx are retried with
-exponential backoff and full jitter; any 2xx accepts the batch, and an optional JSON answer
-``{"failed": [{"blueprint", "identifier", "message"}]}`` names entities the receiver rejected.
-Other statuses raise :class:`SinkError`. The secret never appears in a message.
+Connection and proxy errors, timeouts, 408, 429 and rate-limited 403s (``Retry-After`` honoured)
+and 5xx are retried with exponential backoff and full jitter by the HTTP layer's one retry loop
+(:class:`httpsync.http.retry.Retrier`); any 2xx accepts the message, and an optional JSON answer
+to a batch ``{"failed": [{"blueprint", "identifier", "message"}]}`` names entities the receiver
+rejected. Other statuses raise :class:`SinkError`. The secret never appears in a message.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from httpsync.engine.client import body_start, retry_delay, status_text
+from httpsync.engine.ports import SinkReport
 from httpsync.engine.types import Entity, EntityRef
 from httpsync.engine.url import display_url
 from httpsync.errors import ConfigError, SinkError
-from httpsync.http.redact import redact, register_secret
-from httpsync.sinks.base import SinkReport
+from httpsync.http.limits import RequestLimiter
+from httpsync.http.redact import register_secret
+from httpsync.http.responses import body_start, short, status_text
+from httpsync.http.retry import Retrier, RetryPolicy
+from httpsync.http.transport import default_transport
 
 SIGNATURE_HEADER = "X-Httpsync-Signature"
-MESSAGE_MAX = 300
-
-_RETRY_STATUSES = frozenset({408, 429})
-_RETRY_EXCEPTIONS = (TimeoutError, httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
 def sign(secret: str | bytes, body: bytes) -> str:
@@ -52,7 +55,7 @@ def _now() -> str:
 
 
 class WebhookSink:
-    """POSTs entity batches to ``url``. Close it with :meth:`aclose`."""
+    """POSTs entity batches and sync completions to ``url``. Close it with :meth:`aclose`."""
 
     name = "webhook"
 
@@ -70,6 +73,7 @@ class WebhookSink:
         max_retries: int = 5,
         backoff: float = 0.5,
         transport: httpx.AsyncBaseTransport | None = None,
+        check_url: Callable[[str], None] | None = None,
     ) -> None:
         if not url.lower().startswith(("https://", "http://")):
             raise ConfigError(f"the webhook url {display_url(url)!r} must start with https:// or http://")
@@ -81,101 +85,105 @@ class WebhookSink:
         self._secret = secret.encode() if secret else None
         self.source = source
         self.batch_size = batch_size
-        self._timeout = float(timeout)
-        self._max_retries = max_retries
-        self._backoff = backoff
+        self._check_url = check_url
+        policy = RetryPolicy(max_retries, backoff, self.MAX_BACKOFF_SECONDS, self.MAX_RETRY_AFTER_SECONDS, timeout)
+        # No concurrency limit of its own; a 429's Retry-After holds every request of the sink.
+        self._retry = Retrier(policy, limiter=RequestLimiter(None), error=SinkError)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
-            transport=transport,
+            transport=transport if transport is not None else default_transport(),
             follow_redirects=False,  # a signed batch goes to the configured URL only
             headers={"User-Agent": "httpsync"},
+            event_hooks={"request": [self._before_send]},
         )
-        self.requests = 0
+        self.requests = 0  # HTTP requests sent
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def upsert(self, owner: str, entities: Sequence[Entity]) -> SinkReport:
+    async def upsert(self, owner: str, entities: Sequence[Entity], *, sync_id: str | None = None) -> SinkReport:
         report = SinkReport()
         for start in range(0, len(entities), self.batch_size):
             batch = list(entities[start : start + self.batch_size])
-            await self._send_batch(owner, batch, [], report)
+            await self._send_batch(owner, batch, [], report, sync_id)
         return report
 
-    async def delete(self, owner: str, refs: Sequence[EntityRef]) -> SinkReport:
+    async def delete(self, owner: str, refs: Sequence[EntityRef], *, sync_id: str | None = None) -> SinkReport:
         report = SinkReport()
         for start in range(0, len(refs), self.batch_size):
             batch = refs[start : start + self.batch_size]
             deletes = [{"blueprint": r.blueprint, "identifier": r.identifier} for r in batch]
-            await self._send_batch(owner, [], deletes, report)
+            await self._send_batch(owner, [], deletes, report, sync_id)
         return report
 
-    def encode(self, owner: str, upserts: list[Entity], deletes: list[dict[str, str]]) -> tuple[str, bytes]:
+    async def sync_completed(self, owner: str, sync_id: str, *, entities: int, full: bool) -> None:
+        """Tell the receiver that sync ``sync_id`` of mapping ``owner`` ended well: the mapping now has
+        ``entities`` entities, and with ``full`` this sync sent every one of them (the receiver may
+        drop the mapping's entities it did not send)."""
+        payload = {
+            "type": "syncCompleted",
+            "source": self.source,
+            "mapping": owner,
+            "syncId": sync_id,
+            "entities": entities,
+            "full": full,
+            "sentAt": _now(),
+        }
+        await self._post(str(uuid.uuid4()), _dumps(payload))
+
+    def encode(
+        self, owner: str, upserts: list[Entity], deletes: list[dict[str, str]], sync_id: str | None = None
+    ) -> tuple[str, bytes]:
         """(batch id, body bytes) of one batch."""
         batch_id = str(uuid.uuid4())
         payload = {
+            "type": "batch",
             "source": self.source,
             "mapping": owner,
+            "syncId": sync_id,
             "upserts": upserts,
             "deletes": deletes,
             "batchId": batch_id,
             "sentAt": _now(),
         }
-        return batch_id, json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return batch_id, _dumps(payload)
 
     async def _send_batch(
-        self, owner: str, upserts: list[Entity], deletes: list[dict[str, str]], report: SinkReport
+        self,
+        owner: str,
+        upserts: list[Entity],
+        deletes: list[dict[str, str]],
+        report: SinkReport,
+        sync_id: str | None,
     ) -> None:
-        batch_id, body = self.encode(owner, upserts, deletes)
-        headers = {"Content-Type": "application/json", "Idempotency-Key": batch_id}
+        batch_id, body = self.encode(owner, upserts, deletes, sync_id)
+        response = await self._post(batch_id, body)
+        report.failed.extend(_failures(response))
+
+    async def _before_send(self, request: httpx.Request) -> None:
+        self.requests += 1
+        if self._check_url is not None:
+            self._check_url(self._shown_url)
+
+    async def _post(self, key: str, body: bytes) -> httpx.Response:
+        """POST one signed message through the retry loop; its 2xx response, else SinkError."""
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(self._secret, body)
-        response = await self._post(body, headers)
+        response = await self._retry.send(
+            f"POST {self._shown_url}", lambda: self._http.post(self.url, content=body, headers=headers)
+        )
         if not response.is_success:
             status = response.status_code
             text = f"POST {self._shown_url} returned {status_text(status)}: {body_start(response)}"
             if status in (401, 403):
                 text += "; check the signing secret (sink.webhook.secretRef) and the receiver's configuration"
             raise SinkError(text, reason="WebhookRejected", stalled=status in (400, 401, 403, 404, 405, 410, 413, 422))
-        report.failed.extend(_failures(response))
-
-    async def _post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        """POST the batch, retrying what a retry can fix; the final non-retryable response."""
-        attempts = 1 + self._max_retries
-        failure = ""
-        for attempt in range(attempts):
-            self.requests += 1
-            response: httpx.Response | None = None
-            try:
-                async with asyncio.timeout(self._timeout):
-                    response = await self._http.post(self.url, content=body, headers=headers)
-            except _RETRY_EXCEPTIONS as e:
-                failure = f"timed out after {self._timeout:g} s" if isinstance(e, TimeoutError) else "failed"
-                failure += f" ({type(e).__name__}: {_short(str(e)) or 'no detail'})"
-            except httpx.HTTPError as e:
-                raise SinkError(f"POST {self._shown_url} failed: {type(e).__name__}: {_short(str(e))}") from None
-            else:
-                status = response.status_code
-                if not (status in _RETRY_STATUSES or status >= 500):
-                    return response
-                failure = f"returned {status_text(status)}: {body_start(response)}"
-            if attempt + 1 < attempts:
-                await asyncio.sleep(self._delay(attempt, response))
-        raise SinkError(f"POST {self._shown_url} {failure} ({attempts} attempts)")
-
-    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
-        return retry_delay(
-            attempt,
-            response,
-            base=self._backoff,
-            cap=self.MAX_BACKOFF_SECONDS,
-            max_retry_after=self.MAX_RETRY_AFTER_SECONDS,
-        )
+        return response
 
 
-def _short(text: str) -> str:
-    text = redact(" ".join(text.split()))
-    return text[:MESSAGE_MAX] + "..." if len(text) > MESSAGE_MAX else text
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _failures(response: httpx.Response) -> list[tuple[EntityRef, str]]:
@@ -189,5 +197,5 @@ def _failures(response: httpx.Response) -> list[tuple[EntityRef, str]]:
     for item in items if isinstance(items, list) else []:
         if isinstance(item, dict) and item.get("identifier") is not None:
             ref = EntityRef(str(item.get("blueprint", "")), str(item["identifier"]))
-            failed.append((ref, _short(str(item.get("message") or "rejected by the webhook receiver"))))
+            failed.append((ref, short(str(item.get("message") or "rejected by the webhook receiver"))))
     return failed

@@ -3,20 +3,22 @@
 sqlite3 calls block; every call runs in the connection's own worker thread, one at a time, so the
 event loop never waits on the disk and the connection is never shared across threads. Each call
 is a plain function of the connection, and the writers wrap their work in :func:`transaction`
-(one transaction per batch).
+(one transaction per batch). Long listings go a page at a time (:meth:`SqliteDB.keys`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+PAGE = 1000  # rows per query when listing
 CACHE_KIB = 64 * 1024  # page cache per connection (bounded; the default 2 MiB thrashes past ~100k entities)
 
 SCHEMA = """
@@ -90,10 +92,6 @@ class SqliteDB:
             conn.execute("PRAGMA temp_store=MEMORY")
             conn.executescript(SCHEMA)
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS batch (blueprint TEXT, identifier TEXT, hash BLOB)")
-            conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS staged (owner TEXT, blueprint TEXT, identifier TEXT, hash BLOB, "
-                "PRIMARY KEY (owner, blueprint, identifier))"
-            )
         except BaseException:
             conn.close()
             raise
@@ -112,6 +110,29 @@ class SqliteDB:
             return fn(self._conn)
 
         return await self._submit(run)
+
+    async def keys(
+        self, table: str, where: str, args: tuple[object, ...], *, size: int = PAGE
+    ) -> AsyncIterator[list[tuple[str, str]]]:
+        """The (blueprint, identifier) keys of the rows of ``table`` matching ``where`` (with ``args``),
+        in key order, ``size`` at a time. Each page starts after the last key of the one before
+        (keyset pagination), so memory stays bounded and the caller may delete rows between pages."""
+        sql = (
+            f"SELECT blueprint, identifier FROM {table} WHERE {where} AND (blueprint, identifier) > (?, ?) "
+            "ORDER BY blueprint, identifier LIMIT ?"
+        )
+
+        def page(conn: sqlite3.Connection, params: tuple[object, ...]) -> list[tuple[str, str]]:
+            return conn.execute(sql, params).fetchall()
+
+        after: tuple[str, str] = ("", "")
+        while True:
+            rows = await self.call(functools.partial(page, params=(*args, *after, size)))
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = rows[-1]
 
     async def aclose(self) -> None:
         if self._closed:

@@ -1,0 +1,88 @@
+"""What the engine needs from the outside: where entities go (a :class:`Sink`) and the memory of what
+was pushed (a :class:`StateStore`). Both are driven by :func:`httpsync.engine.sync.sync_mapping`;
+the implementations live in :mod:`httpsync.sinks` and :mod:`httpsync.state`.
+
+A *sink* is where entities land (embedded SQLite catalog, Port, a webhook, or nowhere).
+A *state store* remembers, per mapping (its *owner*, ``namespace/name``), identifier -> content hash
+of what the sink accepted, so an unchanged entity is not pushed again and a vanished one is deleted
+after a fully successful sync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from httpsync.engine.types import Entity, EntityRef
+
+
+@dataclass(slots=True)
+class SinkReport:
+    """Outcome of one batch: the refs that failed, with a message each (not fatal to the batch)."""
+
+    failed: list[tuple[EntityRef, str]] = field(default_factory=list)
+
+
+class Sink(Protocol):
+    name: str
+
+    async def upsert(self, owner: str, entities: Sequence[Entity], *, sync_id: str | None = None) -> SinkReport:
+        """Create or replace entities. ``owner`` is the mapping that produced them; ``sync_id`` names
+        the sync they belong to (one per sync of a mapping), None outside a sync."""
+        ...
+
+    async def delete(self, owner: str, refs: Sequence[EntityRef], *, sync_id: str | None = None) -> SinkReport:
+        """Delete entities the owner pushed before."""
+        ...
+
+    async def sync_completed(self, owner: str, sync_id: str, *, entities: int, full: bool) -> None:
+        """Called once after a fully successful sync whose deletions were not blocked: the owner now
+        has ``entities`` entities, and ``full`` says this sync upserted every one of them (none was
+        skipped as unchanged)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class MappingState(Protocol):
+    """Change-detection memory of one mapping for the duration of one sync."""
+
+    async def diff(self, entities: Sequence[Entity]) -> tuple[list[Entity], int]:
+        """Mark entities as seen in this sync; return (those to push, count unchanged)."""
+        ...
+
+    async def known_count(self) -> int:
+        """How many entities the mapping owned before this sync."""
+        ...
+
+    async def stale_count(self) -> int:
+        """How many entities owned before this sync were not seen in it."""
+        ...
+
+    def stale_batches(self, size: int) -> AsyncIterator[list[EntityRef]]:
+        """The entities owned before this sync and not seen in it, ``size`` at a time; committing
+        deletions between batches is safe."""
+        ...
+
+    async def commit(self, pushed: Sequence[Entity], deleted: Sequence[EntityRef]) -> None:
+        """Record what the sink accepted. Called per batch for pushes and per batch for deletes."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class StateStore(Protocol):
+    async def open(self, owner: str) -> MappingState:
+        """Start a sync of ``owner``."""
+        ...
+
+    def owned(self, owner: str) -> AsyncIterator[EntityRef]:
+        """Every entity the owner's memory holds, in (blueprint, identifier) order."""
+        ...
+
+    async def forget(self, owner: str) -> None:
+        """Drop a mapping's memory (after its entities were deleted, or to keep them unmanaged)."""
+        ...
+
+    async def aclose(self) -> None: ...
