@@ -679,6 +679,11 @@ class EndpointSyncResult(Model):
         return self.outcome == "Succeeded"
 
     @property
+    def entities_owned(self) -> int:
+        """What the mapping owns in the sink after this sync (the sink's refusals stay owned)."""
+        return self.entities_upserted + self.entities_unchanged + self.entities_failed
+
+    @property
     def mapping_error_count(self) -> int:
         return self.mapping_errors.count
 

@@ -46,7 +46,6 @@ class OperatorConfig:
     jitter: float = 0.05  # +- share of the interval
     # The shortest interval a source is synced at (``--min-interval``, HTTPSYNC_MIN_INTERVAL).
     min_interval_seconds: float = MIN_INTERVAL_SECONDS
-    startup_delay_seconds: float = 0.0
 
 
 class IntervalFloor:

@@ -69,13 +69,6 @@ class Scheduler:
 
     # ------------------------------------------------------------------ wake-ups
 
-    def poke(self, key: Key) -> bool:
-        loop = self.loops.get(key)
-        if loop is None:
-            return False
-        loop.wake.set()
-        return True
-
     def source_changed(self, source: SourceObject) -> None:
         """A watch event of a source: wake its loop for a new generation or reconcile request."""
         loop = self.loops.get(source.key)

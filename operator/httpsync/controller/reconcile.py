@@ -171,7 +171,7 @@ class Reconciler:
         if result.succeeded:
             m.last_success.labels(ns, name).set(time.time())
             if not result.deletion_blocked:
-                owned = result.entities_upserted + result.entities_unchanged + result.entities_failed
+                owned = result.entities_owned
                 m.entity_count.labels(ns, name).set(owned)
 
     # ------------------------------------------------------------------ deletion

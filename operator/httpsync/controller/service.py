@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 from httpsync.controller.config import OperatorConfig
 from httpsync.controller.kube import KubeApi
@@ -32,8 +33,9 @@ class SyncService:
         self.scheduler = Scheduler(self.reconciler, self.writer)
 
     @property
-    def loops(self) -> dict[tuple[str, str], object]:
-        return dict(self.scheduler.loops)
+    def loops(self) -> Mapping[tuple[str, str], object]:
+        """The running source loops (read-only view, for the probe and tests)."""
+        return self.scheduler.loops
 
     async def mapping_seen(
         self, mapping: MappingObject, *, source_exists: bool, source_suspended: bool = False

@@ -189,7 +189,7 @@ def mapping_synced(outcome: MappingOutcome, now: str) -> HttpEndpointMappingStat
             if result.deletion_blocked:  # stale entities are still owned: the count is unknown here
                 cond.mark_ready("DeletionBlocked", result.deletion_blocked)
             else:
-                fields["entity_count"] = result.entities_upserted + result.entities_unchanged + result.entities_failed
+                fields["entity_count"] = result.entities_owned
                 cond.mark_ready("Succeeded", _success_message(result))
         else:
             cond.mark_not_ready(

@@ -260,7 +260,7 @@ class _Pusher:
         """Tell the sink the sync is complete: what the mapping owns now, and whether this sync sent
         all of it (nothing was skipped as unchanged)."""
         r = self.result
-        owned = r.entities_upserted + r.entities_unchanged + r.entities_failed
+        owned = r.entities_owned
         await self.sink.sync_completed(self.owner, self.sync_id, entities=owned, full=r.entities_unchanged == 0)
 
     def _record_failures(self, failures: Sequence[tuple[EntityRef, str]]) -> set[tuple[str, str]]:
