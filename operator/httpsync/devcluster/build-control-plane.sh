@@ -10,6 +10,8 @@
 #      HTTPSYNC_CACHE (~/.cache/httpsync), KUBEBUILDER_ASSETS (a folder that already holds
 #      kube-apiserver, etcd and kubectl: used as is, nothing is built for those three).
 set -euo pipefail
+# Where this script lives, resolved before the builds below change directory.
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 K8S_VERSION=${HTTPSYNC_K8S_VERSION:-1.34.4}
 ETCD_VERSION=${HTTPSYNC_ETCD_VERSION:-3.6.14}
@@ -73,7 +75,7 @@ ln -sf "$HELM_BIN/helm" "$BIN/helm"
 
 # kstatus (tests only): built from a copy of hack/kstatus, so the build never writes into the checkout.
 # Its folder is named after the cli-utils version and a hash of the sources: any change rebuilds it.
-KSTATUS_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../../../hack/kstatus"
+KSTATUS_SRC="$HERE/../../../hack/kstatus"
 if [[ -f "$KSTATUS_SRC/go.mod" ]]; then
   CLI_UTILS=$(awk '$1 == "sigs.k8s.io/cli-utils" {print $2} $2 == "sigs.k8s.io/cli-utils" {print $3}' "$KSTATUS_SRC/go.mod")
   SUM=$(cat "$KSTATUS_SRC/go.mod" "$KSTATUS_SRC/go.sum" "$KSTATUS_SRC"/*.go | sha256sum | cut -c1-12)
