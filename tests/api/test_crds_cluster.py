@@ -200,7 +200,7 @@ def table(kube: Any, ns: str, *args: str) -> list[dict[str, str]]:
 
 
 SOURCE_COLUMNS = ["NAME", "READY", "STATUS", "ENDPOINTS", "LAST SYNC", "AGE"]
-SOURCE_WIDE = [*SOURCE_COLUMNS[:-1], "URL", "INTERVAL", "SUSPENDED", "NEXT SYNC", "AGE"]
+SOURCE_WIDE = [*SOURCE_COLUMNS[:-1], "URL", "INTERVAL", "SUSPENDED", "NEXT SYNC", "MESSAGE", "AGE"]
 MAPPING_COLUMNS = ["NAME", "SOURCE", "ENDPOINT", "READY", "ENTITIES", "LAST SYNC", "AGE"]
 MAPPING_WIDE = [*MAPPING_COLUMNS[:-1], "STATUS", "FETCHED", "ERRORS", "DURATION", "AGE"]
 
@@ -247,7 +247,7 @@ READY_CONDITION = {
 def test_status_subresource(kube: Any, ns: str) -> None:
     create(kube, ns, source("src"))
     before = get(kube, ns, "hsrc/src")
-    status = {"observedGeneration": 1, "conditions": [READY_CONDITION], "endpoints": "1/1"}
+    status = {"observedGeneration": 1, "conditions": [READY_CONDITION], "endpoints": "1/1", "summary": "Succeeded"}
     kube.kubectl(
         "patch", "hsrc", "src", "-n", ns, "--subresource=status", "--type=merge",
         "-p", json.dumps({"status": status, "spec": {"interval": "5m"}}),
@@ -258,7 +258,9 @@ def test_status_subresource(kube: Any, ns: str) -> None:
     assert after["status"]["endpoints"] == "1/1"
     assert after["status"]["conditions"][0]["message"] == "1/1 endpoints synced"
     (row,) = table(kube, ns, "hsrc", "src")
-    assert (row["READY"], row["STATUS"], row["ENDPOINTS"]) == ("True", "1/1 endpoints synced", "1/1")
+    assert (row["READY"], row["STATUS"], row["ENDPOINTS"]) == ("True", "Succeeded", "1/1")
+    (row,) = table(kube, ns, "hsrc", "src", "-o", "wide")
+    assert row["MESSAGE"] == "1/1 endpoints synced"
 
     kube.kubectl(
         "patch", "hsrc", "src", "-n", ns, "--type=merge",

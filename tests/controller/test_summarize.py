@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from httpsync.api.models import EndpointResult
+from httpsync.api.models import SOURCE_SUMMARY_MAX, EndpointResult
 from httpsync.controller.objects import MappingObject, SourceObject
 from httpsync.controller.patch import wire
 from httpsync.controller.summarize import (
@@ -104,6 +104,25 @@ def test_source_summary_counts_ready_endpoints_and_names_the_first_failure() -> 
     assert ready["message"] == "1/2 endpoints ready; b: Secret x not found"
     assert [m["name"] for m in out["mappings"]] == ["a", "b"]
     assert out["mappings"][1]["ready"] == "False" and out["mappings"][1]["reason"] == "SecretNotFound"
+    assert out["summary"] == "EndpointsFailed: b"
+
+
+def test_the_status_column_stays_short_whatever_fails() -> None:
+    long_error = "x" * 500
+    outcomes = [MappingOutcome(mapping(f"mapping-{i}"), None, ConfigError(long_error)) for i in range(40)]
+    out = wire(source_synced(source(), outcomes, NOW))
+    assert long_error in cond(out, "Ready")["message"], "the full text stays in the condition"  # type: ignore[index]
+    assert out["summary"] == "EndpointsFailed: mapping-0, mapping-1, mapping-2, +37 more"
+    long_names = [MappingOutcome(mapping("n" * 63 + str(i)), None, ConfigError("bad")) for i in range(3)]
+    summary = wire(source_synced(source(), long_names, NOW))["summary"]
+    assert len(summary) <= SOURCE_SUMMARY_MAX and summary.startswith("EndpointsFailed: " + "n" * 63)
+    assert summary.endswith("+2 more") or summary.endswith("+1 more")
+    ok = wire(source_synced(source(), [MappingOutcome(mapping(), result(entities_upserted=1))], NOW))
+    assert ok["summary"] == "Succeeded"
+    err = SecretError("Secret api-creds not found")
+    failed = wire(source_synced(source(), [MappingOutcome(mapping(), None, err)], NOW, source_error=err))
+    assert failed["summary"] == "SecretNotFound", "a failure of the source itself names no mapping"
+    assert wire(source_synced(source(), [], NOW))["summary"] == "NoMappings"
 
 
 def test_source_all_ready_and_source_error() -> None:
@@ -129,7 +148,7 @@ def test_first_contact_and_progressing_write_only_what_is_missing() -> None:
     first = source_first_contact(source())
     assert first is not None
     out = wire(first)
-    assert set(out) == {"conditions"}
+    assert set(out) == {"conditions", "summary"} and out["summary"] == "Progressing"
     assert cond(out, "Ready")["status"] == "Unknown" and cond(out, "Reconciling")["status"] == "True"  # type: ignore[index]
     handled = {"observedGeneration": 2, "conditions": [ready_condition("Succeeded")]}
     assert source_progressing(source(status=handled), 1) is None, "nothing new: no Reconciling"
@@ -157,6 +176,7 @@ def test_suspended_source_clears_next_sync_and_reconciling() -> None:
     wire_out = wire(out)
     assert wire_out["nextSyncTime"] is None, "sent as null: removed by the merge patch"
     assert cond(wire_out, "Ready")["reason"] == "Suspended" and cond(wire_out, "Ready")["status"] == "True"  # type: ignore[index]
+    assert wire_out["summary"] == "Suspended"
     assert source_suspended(source(status=wire_out | {"observedGeneration": 2})) is None
 
 

@@ -123,7 +123,7 @@ RESOURCES: list[dict[str, Any]] = [
         "status": m.HttpSourceStatus,
         "columns": [
             _column("Ready", READY),
-            _column("Status", READY_MESSAGE),
+            _column("Status", ".status.summary"),
             _column("Endpoints", ".status.endpoints"),
             _column("Last Sync", ".status.lastSyncTime", "date"),
             _column("URL", ".spec.baseUrl", wide=True),
@@ -131,6 +131,7 @@ RESOURCES: list[dict[str, Any]] = [
             _column("Suspended", ".spec.suspend", "boolean", wide=True),
             # A "date" column shows a time in the future as <invalid>: plain text instead.
             _column("Next Sync", ".status.nextSyncTime", wide=True),
+            _column("Message", READY_MESSAGE, wide=True),
             AGE,
         ],
     },

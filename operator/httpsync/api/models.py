@@ -766,6 +766,9 @@ class MappingSummary(Model):
     message: str | None = Field(default=None, max_length=1024)
 
 
+SOURCE_SUMMARY_MAX = 120
+
+
 class HttpSourceStatus(Model):
     model_config = ConfigDict(extra="ignore")
     observed_generation: int | None = None
@@ -776,6 +779,12 @@ class HttpSourceStatus(Model):
     endpoints_ready: int | None = None
     endpoints_total: int | None = None
     endpoints: str | None = Field(default=None, description="ready/total, for the printer column.")
+    summary: str | None = Field(
+        default=None,
+        max_length=SOURCE_SUMMARY_MAX,
+        description="Short form of the Ready condition for the STATUS column: its reason and, when "
+        "endpoints fail, which mappings (the full text is the condition's message, and -o wide).",
+    )
     mappings: list[MappingSummary] = Field(default_factory=list, max_length=100)
 
 

@@ -6,6 +6,7 @@ Importing this module registers the handlers with kopf's default registry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -14,21 +15,31 @@ import kopf
 from httpsync.api.models import GROUP, VERSION
 from httpsync.controller import events
 from httpsync.controller.config import min_interval
-from httpsync.controller.objects import MAPPINGS, SOURCES, MappingObject, SourceObject
+from httpsync.controller.objects import FINALIZER, MAPPINGS, SOURCES, MappingObject, SourceObject
 from httpsync.controller.service import SyncService
 from httpsync.http.redact import redact
 
 log = logging.getLogger("httpsync.controller")
-FINALIZER = "httpsync.io/finalizer"
+FINALIZER_WAIT_STEPS = 100  # of 0.1 s
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff-base at all: httpsync has no create/update handlers, so kopf's "last handled
+    configuration" would only cost a write per created object and per spec change. Without one,
+    kopf sees every event as a creation with no handler, and does nothing for it."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # kopf's own bookkeeping lives under our prefix.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="httpsync.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="httpsync.io", key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.WARNING  # our own Events are posted on state changes only
     events.configure_posting(settings)  # reported by httpsync, not kopf
@@ -36,8 +47,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.inactivity_timeout = 600
-    settings.networking.request_timeout = 60
-    settings.networking.connect_timeout = 10
+    settings.networking.request_timeout = memo.config.api_timeout_seconds
+    settings.networking.connect_timeout = min(10.0, memo.config.api_timeout_seconds)
     if getattr(memo, "service", None) is None:
         from httpsync.controller.bootstrap import build_service
 
@@ -82,6 +93,13 @@ async def source_loop(
     def mappings_of(key: tuple[str, str]) -> list[MappingObject]:
         return sorted(mappings_by_source.get(key, []), key=lambda m: m.name)
 
+    # kopf adds the finalizer to a new source with a patch that tests the resourceVersion; a status
+    # write before it lands would make it fail (HTTP 422) and be retried.
+    for _ in range(FINALIZER_WAIT_STEPS):
+        if stopped or SourceObject.from_body(body).meta.finalized:
+            break
+        await asyncio.sleep(0.1)
+
     await memo.service.scheduler.run(lambda: SourceObject.from_body(body), mappings_of, stopped)
 
 
@@ -103,6 +121,10 @@ async def mapping_event(type: str, body: kopf.Body, memo: kopf.Memo, sources_by_
     if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
         return
     mapping = MappingObject.from_body(body)
+    if not mapping.meta.finalized:
+        # kopf is adding the finalizer with a patch that tests the resourceVersion: a status write now
+        # would make it fail (HTTP 422) and be retried. Its watch event brings us back here.
+        return
     key = (mapping.namespace, mapping.source_name)
     exists = key in sources_by_name
     suspended = exists and any(sources_by_name.get(key, []))

@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from httpsync.api.models import HttpSourceStatus
 from httpsync.controller import events
-from httpsync.controller.objects import MappingObject, SourceObject, iso
+from httpsync.controller.objects import MappingObject, SourceObject
 from httpsync.controller.patch import StatusWriter
 from httpsync.controller.reconcile import Reconciler
 from httpsync.controller.summarize import (
@@ -119,12 +119,18 @@ class Scheduler:
                 mappings = mappings_of(source.key)
                 loop.started_source = _seen(source)
                 loop.started_mappings = {m.name: _seen(m) for m in mappings}
+                # This sync handles whatever woke the loop so far (the first-contact patches' own watch
+                # events, a change seen while settling): only a wake-up from now on means another sync.
+                loop.wake.clear()
                 ok = await self._guarded(self._sync(source, mappings, loop, stopped), source)
                 if ok:
                     failures = 0
                 else:  # the API server failed us: retry inside the loop, with backoff
                     failures += 1
-                    loop.next_due = time.time() + min(self.max_backoff, self.backoff * 2 ** (failures - 1))
+                    # Jittered (half to all of the step), so loops failed by one API-server outage do not
+                    # come back in the same second; a sync that succeeds returns to the source's own slot.
+                    step = min(self.max_backoff, self.backoff * 2 ** (failures - 1))
+                    loop.next_due = time.time() + step * random.uniform(0.5, 1.0)
         finally:
             self.loops.pop(source.key, None)
 
@@ -133,7 +139,13 @@ class Scheduler:
     ) -> None:
         """One reconcile; if the loop is told to stop meanwhile (the source is deleted, the operator
         shuts down), the mapping syncs under way end at their next batch boundary."""
-        task = asyncio.ensure_future(self.reconciler.reconcile(source, mappings))
+        planned: list[float] = []
+
+        def schedule(interval: float) -> float:
+            planned.append(next_slot(time.time(), interval, phase_of(source.meta.uid, interval)))
+            return planned[-1]
+
+        task = asyncio.ensure_future(self.reconciler.reconcile(source, mappings, schedule=schedule))
         stop = asyncio.ensure_future(stopped.wait())
         try:
             await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -142,8 +154,8 @@ class Scheduler:
             interval = await task
         finally:
             stop.cancel()
-        loop.next_due = next_slot(time.time(), interval, phase_of(source.meta.uid, interval))
-        await self.writer.source(source.meta, HttpSourceStatus(next_sync_time=iso(loop.next_due)))
+        # The reconcile wrote the next sync's time with its outcome; use the same time.
+        loop.next_due = planned[-1] if planned else schedule(interval)
 
     async def _guarded(self, step: Awaitable[object], source: SourceObject) -> bool:
         """Run a step that talks to the API server; an error is logged (and retried by the caller),

@@ -31,6 +31,7 @@ S = TypeVar("S", HttpSourceStatus, HttpEndpointMappingStatus)
 SOURCES = "httpsources"
 MAPPINGS = "httpendpointmappings"
 REQUESTED_AT = "httpsync.io/requested-at"
+FINALIZER = "httpsync.io/finalizer"
 
 
 def first_error(e: ValidationError) -> str:
@@ -68,6 +69,7 @@ class Meta:
     uid: str
     generation: int
     requested_at: str | None
+    finalized: bool = False  # carries our finalizer (kopf adds it with a resourceVersion-tested patch)
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> Meta:
@@ -78,6 +80,7 @@ class Meta:
             uid=str(meta.get("uid") or ""),
             generation=int(meta.get("generation") or 0),
             requested_at=(meta.get("annotations") or {}).get(REQUESTED_AT),
+            finalized=FINALIZER in (meta.get("finalizers") or ()),
         )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from httpsync.api.models import EndpointResult, HttpSourceSpec
@@ -63,8 +63,17 @@ class Reconciler:
         # Mappings being deleted (by uid: a new mapping of the same name is another object): never synced again.
         self.deleting: set[str] = set()
 
-    async def reconcile(self, source: SourceObject, mappings: Sequence[MappingObject]) -> float:
-        """Sync every mapping of a source once and write every status. Returns the interval."""
+    async def reconcile(
+        self,
+        source: SourceObject,
+        mappings: Sequence[MappingObject],
+        *,
+        schedule: Callable[[float], float] | None = None,
+    ) -> float:
+        """Sync every mapping of a source once and write every status. Returns the interval.
+
+        ``schedule(interval)`` gives the next sync's time: it is written in the same status patch as
+        the sync's outcome (one write per object per sync)."""
         await self.writer.source(source.meta, source_progressing(source, len(mappings)))
         outcomes, source_error = await self.run(source, mappings)
         now = iso(time.time())
@@ -74,7 +83,8 @@ class Reconciler:
             status = mapping_synced(outcome, now)
             await self.writer.mapping(outcome.mapping.meta, status)
             events.on_transition(outcome.mapping.body, ready_of(outcome.mapping.status), ready_of(status))
-        status = source_synced(source, outcomes, now, source_error=source_error)
+        next_sync = iso(schedule(source.interval_seconds)) if schedule is not None else None
+        status = source_synced(source, outcomes, now, source_error=source_error, next_sync_time=next_sync)
         await self.writer.source(source.meta, status)
         events.on_transition(source.body, ready_of(source.status), ready_of(status))
         ready = ready_of(status)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from httpsync.api.models import (
+    SOURCE_SUMMARY_MAX,
     Condition,
     EndpointResult,
     HttpEndpointMappingStatus,
@@ -24,6 +25,7 @@ from httpsync.errors import EngineError
 
 MAX_SUMMARIES = 100
 SUMMARY_MESSAGE_MAX = 1024
+SUMMARY_NAMES = 3  # failing mappings named in the STATUS column
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,27 @@ def ready_of(status: HttpSourceStatus | HttpEndpointMappingStatus) -> dict[str, 
     return {}
 
 
+def summary_of(cond: Conditions, failing: Sequence[str] = ()) -> str:
+    """The source's STATUS column: the Ready reason, and which mappings fail (a few names, then a
+    count), never the whole message: that is the condition's, shown by ``-o wide`` and describe."""
+    reason = (cond.get(READY) or {}).get("reason") or "Unknown"
+    if not failing:
+        return reason
+    shown = list(failing[:SUMMARY_NAMES])
+    while shown:
+        text = f"{reason}: {', '.join(shown)}"
+        if len(failing) > len(shown):
+            text += f", +{len(failing) - len(shown)} more"
+        if len(text) <= SOURCE_SUMMARY_MAX:
+            return text
+        shown.pop()
+    return f"{reason}: {len(failing)} mappings"[:SOURCE_SUMMARY_MAX]
+
+
+def _source_status(cond: Conditions, failing: Sequence[str] = (), **fields: Any) -> HttpSourceStatus:
+    return HttpSourceStatus(conditions=_models(cond), summary=summary_of(cond, failing), **fields)
+
+
 # --------------------------------------------------------------------------- before a sync
 
 
@@ -86,7 +109,7 @@ def source_first_contact(source: SourceObject) -> HttpSourceStatus | None:
     cond.mark_reconciling("Progressing", "Syncing endpoints")
     if cond.status(READY) in (None, "Unknown"):
         cond.mark_unknown("Progressing", "Waiting for the first sync")
-    return HttpSourceStatus(conditions=_models(cond))
+    return _source_status(cond)
 
 
 def source_progressing(source: SourceObject, mapping_count: int) -> HttpSourceStatus | None:
@@ -99,7 +122,7 @@ def source_progressing(source: SourceObject, mapping_count: int) -> HttpSourceSt
     cond.mark_reconciling("Progressing", f"Syncing {mapping_count} endpoint(s)")
     if cond.status(READY) is None:
         cond.mark_unknown("Progressing", "Waiting for the first sync")
-    return HttpSourceStatus(conditions=_models(cond))
+    return _source_status(cond)
 
 
 def mapping_first_contact(
@@ -139,9 +162,7 @@ def source_suspended(source: SourceObject) -> HttpSourceStatus | None:
         return None
     cond.set(READY, ready.get("status", "Unknown"), "Suspended", SUSPENDED_MESSAGE)
     cond.delete(RECONCILING)
-    return HttpSourceStatus(
-        conditions=_models(cond), observed_generation=source.meta.generation, next_sync_time=None
-    )
+    return _source_status(cond, observed_generation=source.meta.generation, next_sync_time=None)
 
 
 def mapping_suspended(mapping: MappingObject, source_name: str) -> HttpEndpointMappingStatus | None:
@@ -201,9 +222,14 @@ def mapping_synced(outcome: MappingOutcome, now: str) -> HttpEndpointMappingStat
 
 
 def source_synced(
-    source: SourceObject, outcomes: Sequence[MappingOutcome], now: str, *, source_error: EngineError | None = None
+    source: SourceObject,
+    outcomes: Sequence[MappingOutcome],
+    now: str,
+    *,
+    source_error: EngineError | None = None,
+    next_sync_time: str | None = None,
 ) -> HttpSourceStatus:
-    """The whole status of a source after a sync of its mappings."""
+    """The whole status of a source after a sync of its mappings (and the next sync's time, if given)."""
     cond = conditions_of(source.status, source.meta.generation)
     total = len(outcomes)
     ready = sum(1 for o in outcomes if o.succeeded)
@@ -243,9 +269,13 @@ def source_synced(
     fields: dict[str, Any] = {}
     if source.meta.requested_at is not None:
         fields["last_handled_reconcile_at"] = source.meta.requested_at
-    return HttpSourceStatus(
+    if next_sync_time is not None:
+        fields["next_sync_time"] = next_sync_time
+    failing = [o.mapping.name for o in outcomes if not o.succeeded] if source_error is None else []
+    return _source_status(
+        cond,
+        failing,
         observed_generation=source.meta.generation,
-        conditions=_models(cond),
         last_sync_time=now,
         endpoints_ready=ready,
         endpoints_total=total,
