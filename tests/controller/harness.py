@@ -35,8 +35,12 @@ def _free_port() -> int:
 
 
 class Operator:
-    def __init__(self, kube: Any, workdir: Path) -> None:
+    def __init__(
+        self, kube: Any, workdir: Path, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> None:
         self.kube = kube
+        self.args = args  # more `httpsync run` arguments
+        self.env = env or {}  # environment overrides (e.g. another KUBECONFIG)
         self.catalog = workdir / "catalog.db"
         self.state = workdir / "state.db"  # remote sinks' memory (a pod's emptyDir)
         self.logfile = workdir / "operator.log"
@@ -50,8 +54,9 @@ class Operator:
             "--catalog", str(self.catalog),
             "--metrics-port", str(self.metrics_port),
             "--health-port", str(self.health_port),
+            *self.args,
         ]  # fmt: skip
-        env = self.kube.env
+        env = self.kube.env | self.env
         env["PYTHONUNBUFFERED"] = "1"
         env["HTTPSYNC_STATE"] = str(self.state)
         with open(self.logfile, "ab") as log:

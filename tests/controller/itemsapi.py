@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,6 +22,7 @@ class ItemsApi:
         self.items: dict[str, list[dict[str, Any]]] = {}
         self.fail_status: int | None = None
         self.token: str | None = None
+        self.delay = 0.0  # seconds before each answer (a slow API)
         self.requests: Counter[str] = Counter()
         self.auth_headers: list[str] = []
         self._lock = threading.Lock()
@@ -35,8 +37,10 @@ class ItemsApi:
                 with api._lock:
                     api.requests[url.path] += 1
                     api.auth_headers.append(self.headers.get("Authorization", ""))
-                    fail, token = api.fail_status, api.token
+                    fail, token, delay = api.fail_status, api.token, api.delay
                     items = list(api.items.get(url.path, []))
+                if delay:
+                    time.sleep(delay)
                 if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
                     return self._send(401, {"error": "bad token"})
                 if fail is not None:

@@ -24,5 +24,5 @@ def sink_settings(config: OperatorConfig) -> SinkSettings:
 
 async def build_service(config: OperatorConfig) -> SyncService:
     sinks = await Sinks.open(sink_settings(config))
-    kube = await KubeApi.create()
+    kube = await KubeApi.create(timeout=config.api_timeout_seconds)
     return SyncService(config, kube, sinks, metrics())

@@ -14,6 +14,10 @@ from httpsync.http.policy import DEFAULT_DENY
 log = logging.getLogger("httpsync.controller")
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _env_list(name: str) -> list[str]:
     return [x.strip() for x in os.environ.get(name, "").replace(",", " ").split() if x.strip()]
 
@@ -46,6 +50,18 @@ class OperatorConfig:
     jitter: float = 0.05  # +- share of the interval
     # The shortest interval a source is synced at (``--min-interval``, HTTPSYNC_MIN_INTERVAL).
     min_interval_seconds: float = MIN_INTERVAL_SECONDS
+    # Every request to the Kubernetes API (ours and kopf's) gives up after this (``--api-timeout``,
+    # HTTPSYNC_API_TIMEOUT): a stalled API server fails a step, which its loop retries with backoff.
+    # High availability (``--leader-elect``): replicas of one shard share a Lease; one operates.
+    leader_elect: bool = field(default_factory=lambda: _env_flag("HTTPSYNC_LEADER_ELECT"))
+    leader_election_namespace: str = field(
+        default_factory=lambda: os.environ.get("HTTPSYNC_LEADER_ELECTION_NAMESPACE")
+        or os.environ.get("POD_NAMESPACE")
+        or "default"
+    )
+    leader_election_id: str = field(default_factory=lambda: os.environ.get("HTTPSYNC_LEADER_ELECTION_ID", "httpsync"))
+    lease_duration_seconds: float = 15.0
+    api_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("HTTPSYNC_API_TIMEOUT", "30")))
 
 
 class IntervalFloor:

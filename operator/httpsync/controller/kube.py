@@ -30,21 +30,24 @@ async def load_config() -> client.ApiClient:
 
 
 class KubeApi:
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, *, timeout: float = 30.0) -> None:
         self.api_client = api_client
+        self.timeout = timeout  # per request: a stalled API server fails the step instead of hanging it
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
 
     @classmethod
-    async def create(cls) -> KubeApi:
-        return cls(await load_config())
+    async def create(cls, *, timeout: float = 30.0) -> KubeApi:
+        return cls(await load_config(), timeout=timeout)
 
     async def aclose(self) -> None:
         await self.api_client.close()
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+            return await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, _request_timeout=self.timeout
+            )
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -54,8 +57,9 @@ class KubeApi:
         """Merge-patch ``status``; False when the object is gone."""
         try:
             await self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, {"status": status}, _content_type=MERGE_PATCH
-            )
+                GROUP, VERSION, namespace, plural, name, {"status": status},
+                _content_type=MERGE_PATCH, _request_timeout=self.timeout,
+            )  # fmt: skip
             return True
         except ApiException as e:
             if e.status == 404:
@@ -64,7 +68,7 @@ class KubeApi:
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         try:
-            secret = await self.core.read_namespaced_secret(name, namespace)
+            secret = await self.core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
         except ApiException as e:
             if e.status == 404:
                 raise SecretError(f"Secret {name} not found in namespace {namespace}") from None

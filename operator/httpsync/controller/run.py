@@ -1,19 +1,24 @@
-"""``httpsync run``: the operator process (kopf), standalone, one replica."""
+"""``httpsync run``: the operator process (kopf), standalone; with ``--leader-elect``, one of several
+replicas of which the holder of a Lease operates (controller/leader.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 from pathlib import Path
 
 import kopf
+from kubernetes_asyncio import client
 
 from httpsync.api.models import parse_duration
 from httpsync.controller.config import OperatorConfig
 from httpsync.http.redact import RedactingFormatter
+
+log = logging.getLogger("httpsync.controller")
 
 
 def _positive_duration(text: str) -> float:
@@ -57,6 +62,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "else 30s, the CRD's minimum)",
     )
     p.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=None,
+        help="run as one of several replicas: only the holder of a coordination.k8s.io Lease syncs, the "
+        "others stand by and take over when it stops renewing (default: HTTPSYNC_LEADER_ELECT)",
+    )
+    p.add_argument(
+        "--leader-election-namespace",
+        default=None,
+        metavar="NAMESPACE",
+        help="namespace of the Lease (default: HTTPSYNC_LEADER_ELECTION_NAMESPACE, POD_NAMESPACE, else default)",
+    )
+    p.add_argument(
+        "--leader-election-id",
+        default=None,
+        metavar="NAME",
+        help="name of the Lease (default: HTTPSYNC_LEADER_ELECTION_ID, else httpsync); replicas of one shard share it",
+    )
+    p.add_argument(
+        "--lease-duration",
+        type=_positive_duration,
+        default="15s",
+        metavar="DURATION",
+        help="a standby takes over this long after the leader last renewed (renewal every 2/15 of it; the "
+        "leader stops if it cannot renew for 2/3 of it)",
+    )
+    p.add_argument(
+        "--api-timeout",
+        type=_positive_duration,
+        default=os.environ.get("HTTPSYNC_API_TIMEOUT", "30s"),
+        metavar="DURATION",
+        help="give up on a Kubernetes API request after this; the step is retried with backoff (default: "
+        "HTTPSYNC_API_TIMEOUT, else 30s)",
+    )
+    p.add_argument(
         "--allow-destination",
         action="append",
         default=None,
@@ -81,6 +121,14 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     cfg.metrics_port = args.metrics_port or None
     cfg.health_port = args.health_port or None
     cfg.min_interval_seconds = args.min_interval
+    cfg.api_timeout_seconds = args.api_timeout
+    if args.leader_elect:
+        cfg.leader_elect = True
+    if args.leader_election_namespace:
+        cfg.leader_election_namespace = args.leader_election_namespace
+    if args.leader_election_id:
+        cfg.leader_election_id = args.leader_election_id
+    cfg.lease_duration_seconds = args.lease_duration
     if args.allow_destination is not None:
         cfg.destination_allow = args.allow_destination
     if args.deny_destination is not None:
@@ -105,6 +153,45 @@ async def operate(cfg: OperatorConfig, stop_flag: asyncio.Event | None = None) -
     )
 
 
+async def operate_as_leader(cfg: OperatorConfig, stop: asyncio.Event) -> None:
+    """Stand by until this replica holds the Lease, then operate while renewing it. Losing it ends the
+    process at once (exit 1, the pod restarts as a standby): nothing may sync after another replica
+    could have taken over."""
+    from httpsync.controller.kube import load_config
+    from httpsync.controller.leader import LeaderElector, LeaseSettings, default_identity, serve_standby_health
+
+    api_client = await load_config()
+    settings = LeaseSettings.for_duration(
+        cfg.leader_election_id, cfg.leader_election_namespace, default_identity(), cfg.lease_duration_seconds
+    )
+    elector = LeaderElector(client.CoordinationV1Api(api_client), settings)
+    health = await serve_standby_health(cfg.health_port) if cfg.health_port else None
+    try:
+        leading = await elector.acquire(stop)
+    finally:
+        if health is not None:
+            health.close()
+            await health.wait_closed()
+    if not leading:
+        await api_client.close()
+        return
+
+    def lost(why: str) -> None:
+        log.error("leadership lost, stopping now: %s", why)
+        logging.shutdown()
+        os._exit(1)
+
+    keeper = asyncio.create_task(elector.keep(lost))
+    try:
+        await operate(cfg, stop)
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await elector.release()
+        await api_client.close()
+
+
 def setup_logging(*, debug: bool = False) -> None:
     """INFO to stderr, every line through the secret redactor (kopf logs objects and errors)."""
     handler = logging.StreamHandler()
@@ -126,7 +213,10 @@ def main(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await operate(cfg, stop)
+        if not cfg.leader_elect:
+            await operate(cfg, stop)
+            return
+        await operate_as_leader(cfg, stop)
 
     asyncio.run(_main())
     return 0
