@@ -46,7 +46,7 @@ def add_catalog_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_demo_args(parser: argparse.ArgumentParser) -> None:
-    from httpsync.demo.server import DEFAULT_PORT
+    from httpsync.demo import DEFAULT_PORT
 
     parser.add_argument(
         "--demo-api",

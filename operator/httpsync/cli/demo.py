@@ -11,7 +11,7 @@ from httpsync.cli.common import EXIT_FAILED, EXIT_OK
 
 
 def register(subparsers: Any) -> None:
-    from httpsync.demo.server import DEFAULT_PORT
+    from httpsync.demo import DEFAULT_PORT
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "demo-api",

@@ -17,27 +17,48 @@ from collections.abc import Sequence
 from httpsync.cli import CommandError
 from httpsync.http.redact import RedactingFormatter, redact
 
-COMMAND_MODULES: list[str] = [
-    "httpsync.cli.sync",
-    "httpsync.cli.preview",
-    "httpsync.cli.catalog",
-    "httpsync.cli.demo",
-    "httpsync.cli.run",
-    "httpsync.cli.cluster",
-]
+# name -> (module, one-line help). A module is imported only when its command runs (or is asked for
+# help): `httpsync --help` and the start of `httpsync sync` do not pay for kopf, the Kubernetes client
+# or the models of commands they do not run. tests/cli/test_cli.py checks the help lines against the modules.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sync": ("httpsync.cli.sync", "sync every mapping once into the embedded catalog"),
+    "preview": ("httpsync.cli.preview", "fetch and map without writing; show entities and mapping errors"),
+    "catalog": ("httpsync.cli.catalog", "read the embedded catalog"),
+    "demo-api": ("httpsync.cli.demo", "serve the demo API of examples/port-overview/"),
+    "run": ("httpsync.cli.run", "run the operator against the current kubeconfig (or in-cluster config)"),
+    "cluster": (
+        "httpsync.cli.cluster",
+        "start or stop a local control plane (etcd + kube-apiserver built from Go modules)",
+    ),
+}
+COMMAND_MODULES: list[str] = [module for module, _ in COMMANDS.values()]
 
 
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``only``, just that command's module is imported and registered (the
+    others appear in the help by name and help line)."""
     parser = argparse.ArgumentParser(
         prog="httpsync",
         description="Turn any HTTP/REST API into software-catalog entities.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug), to stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for name, (module, help_) in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_, add_help=False)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str:
+    """The command named in ``argv`` ("" when none is): the first argument that is not an option."""
+    for arg in argv:
+        if arg == "--":
+            break
+        if not arg.startswith("-"):
+            return arg
+    return ""
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -52,7 +73,8 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(only=_command_of(argv)).parse_args(argv)
     _setup_logging(args.verbose)
     try:
         return int(args.handler(args))

@@ -25,8 +25,9 @@ from typing import Any
 
 from aiohttp import web
 
+from httpsync.demo import DEFAULT_PORT
+
 TOKEN = "demo-token"
-DEFAULT_PORT = 18080
 DEFAULT_SIZE = 25
 MAX_SIZE = 500
 
