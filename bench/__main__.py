@@ -10,6 +10,8 @@
 - mapping: items/s of three 10-field mappings against json.loads of the same pages, in this process.
 - fanout: 1,000 parents, one child page each answered after 20 ms, maxConcurrentRequests 10:
   wall time against the ideal (parents x latency / concurrency = 2 s).
+- operator (only with ``--only operator``): the operator on the real control plane, N sources x 2
+  mappings (:mod:`bench.operator`).
 - latency (only with ``--only latency``: it is mostly waiting, ~2-3 minutes): every pagination style
   against an API answering after ``--latency-ms``, items/s against the ideal (:mod:`bench.latency`).
 
@@ -38,7 +40,7 @@ from bench.server import ServerProcess
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("mapping", "e2e", "fanout")  # the default run
-OPTIONAL_SECTIONS = ("latency",)  # only with --only
+OPTIONAL_SECTIONS = ("latency", "operator")  # only with --only
 FANOUT = {"parents": 1000, "latency": 0.02, "concurrency": 10}
 STAGE_ITEMS = 100_000  # items for the breakdown (fetch alone, fetch + map)
 
@@ -197,6 +199,12 @@ def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
             goal = targets.get(style or "")
             met = lat["styles"][style]["itemsPerSecond"] >= goal if style and goal else None
             row(name, value, f">= {goal:,} items/s" if goal else "", met)
+
+    if results.get("operator"):
+        from bench import operator as operator_bench
+
+        for name, value, target, met in operator_bench.rows(results["operator"]):
+            row(name, value, target, met)
     return rows
 
 
@@ -229,6 +237,8 @@ def main() -> None:
     ap.add_argument("--latency-items", type=int, default=100_000, help="latency: items per sync (default 100,000)")
     ap.add_argument("--latency-concurrency", type=int, default=10, help="latency: maxConcurrentRequests")
     ap.add_argument("--latency-prefetch", type=int, default=9, help="latency: pagination.prefetch of offset+prefetch")
+    ap.add_argument("--sources", type=int, default=500, help="operator: HttpSources, 2 mappings each (default 500)")
+    ap.add_argument("--large-items", type=int, default=300_000, help="operator: items of the one large source")
     ap.add_argument("--jq-e2e", action="store_true", help="also sync once end to end with the real-jq mapping")
     ap.add_argument("--mapping-pages", type=int, default=300, help="pages of 100 items for the mapping part")
     ap.add_argument(
@@ -250,7 +260,10 @@ def main() -> None:
         return
     sections = args.only or list(SECTIONS)
     if args.out is None:
-        args.out = HERE / ("results-latency.json" if set(sections) <= set(OPTIONAL_SECTIONS) else "results.json")
+        args.out = HERE / (
+            "results-operator.json" if sections == ["operator"]
+            else "results-latency.json" if set(sections) <= set(OPTIONAL_SECTIONS) else "results.json"
+        )  # fmt: skip
     started = time.perf_counter()
     results: dict[str, Any] = {
         "command": shlex.join(["python", "-m", "bench", *sys.argv[1:]]),
@@ -287,6 +300,12 @@ def main() -> None:
             concurrency=args.latency_concurrency,
             prefetch=args.latency_prefetch,
         )
+
+    if "operator" in sections:
+        from bench import operator as operator_bench
+
+        print(f"operator ({args.sources} sources x 2 mappings, real control plane) ...", flush=True)
+        results["operator"] = operator_bench.run(sources=args.sources, large_items=args.large_items)
 
     results["seconds"] = time.perf_counter() - started
     results["figures"] = figures(results)
