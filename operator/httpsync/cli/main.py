@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "httpsync.cli.demo",
     "httpsync.cli.run",
     "httpsync.cli.cluster",
+    "httpsync.cli.importer",
 ]
 
 
