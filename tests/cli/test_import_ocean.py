@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -358,9 +357,47 @@ def test_the_output_passes_a_server_side_dry_run(kube: Any, tmp_path: Path) -> N
         r = _import(case, "--secret-values", case / "secret-values.env", "-n", ns, "-o", out)
         assert r.code == 0, r.err
         applied = kube.kubectl("apply", "--dry-run=server", "-f", str(out))
-        assert applied.stdout.count("(server dry run)") == len(list(out.iterdir())) + (
-            len(list(yaml.safe_load_all((out / "secret.yaml").read_text()))) - 1
-            if (out / "secret.yaml").exists()
-            else 0
-        ), applied.stdout
-        assert json.dumps(server.BEARER_TOKEN) not in applied.stdout
+        documents = sum(len(list(yaml.safe_load_all(p.read_text()))) for p in out.iterdir())
+        assert applied.stdout.count("(server dry run)") == documents, applied.stdout
+        assert server.BEARER_TOKEN not in applied.stdout + applied.stderr
+
+
+def test_search_query_relations_are_kept_or_refused_on_their_line(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from httpsync.api.models import EntityMappingSpec
+
+    (tmp_path / "integration.yaml").write_text("integration:\n  config:\n    baseUrl: https://api.example.com\n")
+    (tmp_path / "port-app-config.yml").write_text(
+        "resources:\n"
+        "  - kind: /services\n"
+        "    selector: {query: 'true'}\n"
+        "    port:\n"
+        "      entity:\n"
+        "        mappings:\n"
+        "          identifier: .id\n"
+        "          blueprint: '\"service\"'\n"
+        "          relations:\n"
+        "            owner: .owner\n"
+        "            team:\n"
+        "              combinator: '\"and\"'\n"
+        "              rules: [{property: '\"name\"', operator: '\"=\"', value: .team}]\n"
+    )
+    query = {"combinator": '"and"', "rules": [{"property": '"name"', "operator": '"="', "value": ".team"}]}
+    try:
+        EntityMappingSpec.model_validate({"identifier": ".id", "blueprint": '"b"', "relations": {"team": query}})
+        supported = True
+    except ValidationError:
+        supported = False
+    r = run_httpsync(
+        "import", "ocean", "--config", tmp_path / "integration.yaml", "--mapping", tmp_path / "port-app-config.yml",
+    )  # fmt: skip
+    if supported:
+        assert r.code == 0, r.err
+        assert list(yaml.safe_load_all(r.out))[-1]["spec"]["mappings"]["relations"]["team"] == query
+    else:
+        assert r.code == 2, r.err
+        assert (
+            f"{tmp_path}/port-app-config.yml:11: resources[0].port.entity.mappings.relations.team: search queries"
+            in r.err
+        )

@@ -864,8 +864,15 @@ class Converter:
             return None
         mappings: dict[str, Any] = {}
         for key, value in entity.items():
-            if key in ("identifier", "title", "blueprint", "icon", "team", "properties", "relations"):
-                mappings[key] = value
+            if key in ("identifier", "title", "blueprint", "icon", "team"):
+                if self._entity_field_ok(key, None, value, where("port", "entity", "mappings", key), label):
+                    mappings[key] = value
+            elif key in ("properties", "relations") and isinstance(value, dict):
+                mappings[key] = {
+                    k: v
+                    for k, v in value.items()
+                    if self._entity_field_ok(key, k, v, where("port", "entity", "mappings", key, k), label)
+                }
             else:
                 r.warn(
                     where("port", "entity", "mappings", key),
@@ -899,6 +906,28 @@ class Converter:
             "spec": spec,
         }
 
+    def _entity_field_ok(self, key: str, sub: str | None, value: Any, at: str, label: str) -> bool:
+        """Whether this httpsync accepts the mapping field (a search query object needs the Port
+        sink's pass-through); else a refusal on the field's own line."""
+        from pydantic import ValidationError
+
+        from httpsync.api.models import EntityMappingSpec
+
+        probe: dict[str, Any] = {"identifier": ".id", "blueprint": '"b"'}
+        probe[key] = {sub: value} if sub is not None else value
+        try:
+            EntityMappingSpec.model_validate(probe)
+        except ValidationError as e:
+            name = f"{label}.port.entity.mappings.{key}" + (f".{sub}" if sub is not None else "")
+            if isinstance(value, dict):
+                self.report.refuse(
+                    at, name, "search queries ({combinator, rules}) are not yet supported by this httpsync"
+                )
+            else:
+                self.report.refuse(at, name, e.errors(include_url=False)[0]["msg"])
+            return False
+        return True
+
     def _string_map(self, value: Any, at: Callable[..., str], label: str) -> dict[str, str]:
         if value is None:
             return {}
@@ -916,6 +945,8 @@ class Converter:
                         at(k), f"{label}.{k}", f"{type(v).__name__} values have no equivalent (give one string)"
                     )
                 continue
+            if _ANY_REF.search(text):
+                self.report.warn(at(k), f"{label}.{k}", "holds an environment reference: sent as written")
             out[str(k)] = text
         return out
 
