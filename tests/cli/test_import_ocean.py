@@ -178,7 +178,7 @@ def test_the_conversion_of_each_setting(tmp_path: Path) -> None:
     source = yaml.safe_load((out / "source.yaml").read_text())
     assert source["spec"] == {
         "baseUrl": "https://people.example.com",
-        "auth": {"type": "bearer", "secretRef": {"name": "people-api"}},
+        "auth": {"type": "bearer", "secretRef": {"name": "people-credentials"}},
         "pagination": {
             "type": "page", "pageSize": 25, "paginationParam": "page", "sizeParam": "size", "startPage": 1,
             "lastPagePath": ".last",
@@ -190,7 +190,7 @@ def test_the_conversion_of_each_setting(tmp_path: Path) -> None:
     }  # fmt: skip
     secrets = {d["metadata"]["name"]: d["stringData"] for d in yaml.safe_load_all((out / "secret.yaml").read_text())}
     assert secrets == {
-        "people-api": {"token": server.BEARER_TOKEN},
+        "people-credentials": {"token": server.BEARER_TOKEN},
         "people-port": {"clientId": "port-id-1", "clientSecret": "port-secret-1"},
     }
     assert (out / "secret.yaml").stat().st_mode & 0o077 == 0
@@ -221,10 +221,10 @@ def test_placeholders_when_no_values_are_given_and_nothing_secret_on_stdout(tmp_
     r = _import(case, "-o", out)
     assert r.code == 0, r.err
     secrets = {d["metadata"]["name"]: d["stringData"] for d in yaml.safe_load_all((out / "secret.yaml").read_text())}
-    assert secrets["crm-accounts-api"] == {"apiKey": "REPLACE_ME_CRM_API_KEY"}
-    assert "fill in before applying: crm-accounts-api: apiKey (${CRM_API_KEY})" in r.err
+    assert secrets["crm-accounts-credentials"] == {"apiKey": "REPLACE_ME_CRM_API_KEY"}
+    assert "fill in before applying: crm-accounts-credentials: apiKey (${CRM_API_KEY})" in r.err
     source = yaml.safe_load((out / "source.yaml").read_text())["spec"]
-    assert source["auth"] == {"type": "apiKey", "secretRef": {"name": "crm-accounts-api"}, "header": "X-Api-Token"}
+    assert source["auth"] == {"type": "apiKey", "secretRef": {"name": "crm-accounts-credentials"}, "header": "X-Api-Token"}
     assert source["pagination"] == {
         "type": "cursor", "pageSize": 40, "paginationParam": "cursor", "sizeParam": "limit",
         "cursorPath": ".meta.after_cursor", "hasMorePath": ".meta.has_more",

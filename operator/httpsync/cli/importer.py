@@ -377,7 +377,7 @@ class Converter:
         if self.name_arg and dns_name(self.name_arg) != self.name_arg:
             raise CommandError(f"--name {self.name_arg!r}: use lower-case letters, digits and '-'", EXIT_INVALID)
         self.source_name = name
-        self.api_secret = SecretBag(f"{name}-api")
+        self.api_secret = SecretBag(f"{name}-credentials")
 
         spec: dict[str, Any] = {}
         base = config.pop("baseUrl", None)
