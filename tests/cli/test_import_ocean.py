@@ -224,7 +224,11 @@ def test_placeholders_when_no_values_are_given_and_nothing_secret_on_stdout(tmp_
     assert secrets["crm-accounts-credentials"] == {"apiKey": "REPLACE_ME_CRM_API_KEY"}
     assert "fill in before applying: crm-accounts-credentials: apiKey (${CRM_API_KEY})" in r.err
     source = yaml.safe_load((out / "source.yaml").read_text())["spec"]
-    assert source["auth"] == {"type": "apiKey", "secretRef": {"name": "crm-accounts-credentials"}, "header": "X-Api-Token"}
+    assert source["auth"] == {
+        "type": "apiKey",
+        "secretRef": {"name": "crm-accounts-credentials"},
+        "header": "X-Api-Token",
+    }
     assert source["pagination"] == {
         "type": "cursor", "pageSize": 40, "paginationParam": "cursor", "sizeParam": "limit",
         "cursorPath": ".meta.after_cursor", "hasMorePath": ".meta.has_more",
@@ -401,3 +405,37 @@ def test_search_query_relations_are_kept_or_refused_on_their_line(tmp_path: Path
             f"{tmp_path}/port-app-config.yml:11: resources[0].port.entity.mappings.relations.team: search queries"
             in r.err
         )
+
+
+def test_settings_from_the_environment_and_unique_mapping_names(tmp_path: Path) -> None:
+    (tmp_path / "integration.yaml").write_text(
+        "integration:\n"
+        "  identifier: Inventory_API\n"
+        "  config:\n"
+        "    baseUrl: '{{ from env API_URL }}'\n"
+        "    paginationType: page\n"
+        "    pageSize: ${PAGE_SIZE}\n"
+    )
+    resource = (
+        "  - kind: /v1/Hosts\n"
+        "    selector: {query: 'true'}\n"
+        "    port: {entity: {mappings: {identifier: .id, blueprint: '\"host\"'}}}\n"
+    )
+    (tmp_path / "port-app-config.yml").write_text("resources:\n" + resource + resource)
+    args = ["import", "ocean", "--config", tmp_path / "integration.yaml", "--mapping", tmp_path / "port-app-config.yml"]
+    refused = run_httpsync(*args)
+    assert refused.code == 2
+    assert (
+        f"{tmp_path}/integration.yaml:4: baseUrl: comes from the environment (${{API_URL}}): give API_URL"
+        in refused.err
+    )
+    assert f"{tmp_path}/integration.yaml:6: pageSize: comes from the environment (${{PAGE_SIZE}})" in refused.err
+
+    (tmp_path / "values.env").write_text("API_URL=https://inventory.example.com/v2\nPAGE_SIZE=50\n")
+    r = run_httpsync(*args, "--secret-values", tmp_path / "values.env")
+    assert r.code == 0, r.err
+    docs = list(yaml.safe_load_all(r.out))
+    assert docs[0]["metadata"]["name"] == "inventory-api"
+    assert docs[0]["spec"]["baseUrl"] == "https://inventory.example.com/v2"
+    assert docs[0]["spec"]["pagination"] == {"type": "page", "pageSize": 50}
+    assert [d["metadata"]["name"] for d in docs[1:]] == ["v1-hosts", "v1-hosts-2"]

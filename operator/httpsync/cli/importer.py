@@ -48,6 +48,8 @@ _SECRET_HEADER = re.compile(r"(?i)authorization|cookie|token|secret|key|password
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DNS = re.compile(r"[^a-z0-9]+")
 PLACEHOLDER_PREFIX = "REPLACE_ME_"
+# Settings whose values go into a Secret (so an environment reference becomes a placeholder there).
+CREDENTIAL_KEYS = {"apiToken", "username", "password", "apiKey", "customAuthRequest", "customHeaders"}
 
 
 def register(subparsers: Any) -> None:
@@ -364,6 +366,14 @@ class Converter:
             config[_camel(str(key))] = value
             origin[_camel(str(key))] = where("integration", "secrets", key)
         at = lambda key: origin.get(key, self.cfg_doc.path)  # noqa: E731
+        for key, value in list(config.items()):
+            ref = _REF.match(value) if isinstance(value, str) and key not in CREDENTIAL_KEYS else None
+            if ref:  # a plain setting given by the environment: its value is needed now
+                var = ref.group(1) or ref.group(2)
+                if var in self.given:
+                    config[key] = self.given[var]
+                else:
+                    r.refuse(at(key), key, f"comes from the environment (${{{var}}}): give {var} in --secret-values")
 
         integration = top.get("integration") if isinstance(top.get("integration"), dict) else {}
         kind = integration.get("type")
