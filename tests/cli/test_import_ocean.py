@@ -430,6 +430,7 @@ def test_settings_from_the_environment_and_unique_mapping_names(tmp_path: Path) 
         in refused.err
     )
     assert f"{tmp_path}/integration.yaml:6: pageSize: comes from the environment (${{PAGE_SIZE}})" in refused.err
+    assert len(refused.err.splitlines()) == 4, refused.err  # a warning, the heading, two refusals: nothing more
 
     (tmp_path / "values.env").write_text("API_URL=https://inventory.example.com/v2\nPAGE_SIZE=50\n")
     r = run_httpsync(*args, "--secret-values", tmp_path / "values.env")

@@ -366,6 +366,7 @@ class Converter:
             config[_camel(str(key))] = value
             origin[_camel(str(key))] = where("integration", "secrets", key)
         at = lambda key: origin.get(key, self.cfg_doc.path)  # noqa: E731
+        unresolved: set[str] = set()
         for key, value in list(config.items()):
             ref = _REF.match(value) if isinstance(value, str) and key not in CREDENTIAL_KEYS else None
             if ref:  # a plain setting given by the environment: its value is needed now
@@ -374,6 +375,8 @@ class Converter:
                     config[key] = self.given[var]
                 else:
                     r.refuse(at(key), key, f"comes from the environment (${{{var}}}): give {var} in --secret-values")
+                    unresolved.add(key)
+                    del config[key]
 
         integration = top.get("integration") if isinstance(top.get("integration"), dict) else {}
         kind = integration.get("type")
@@ -392,7 +395,8 @@ class Converter:
         spec: dict[str, Any] = {}
         base = config.pop("baseUrl", None)
         if not base:
-            r.refuse(self.cfg_doc.path, "baseUrl", "missing: httpsync needs the API's base URL")
+            if "baseUrl" not in unresolved:
+                r.refuse(self.cfg_doc.path, "baseUrl", "missing: httpsync needs the API's base URL")
         elif not re.match(r"^https?://[^/]", str(base)):
             r.refuse(at("baseUrl"), "baseUrl", f"{base!r} is not an http:// or https:// URL")
         else:
