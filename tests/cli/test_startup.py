@@ -34,7 +34,10 @@ def heavy_modules_loaded(*argv: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "argv",
-    [("--help",), ("sync", "--help"), ("preview", "--help"), ("catalog", "list", "--catalog", "{tmp}/c.db")],
+    [
+        ("--help",), ("sync", "--help"), ("preview", "--help"), ("import", "ocean", "--help"),
+        ("catalog", "list", "--catalog", "{tmp}/c.db"),
+    ],
 )
 def test_local_commands_do_not_import_the_operator(argv: tuple[str, ...], tmp_path: Path) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in argv]

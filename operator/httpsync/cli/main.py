@@ -19,7 +19,7 @@ from httpsync.http.redact import RedactingFormatter, redact
 
 # name -> (module, one-line help). A module is imported only when its command runs (or is asked for
 # help): `httpsync --help` and the start of `httpsync sync` do not pay for kopf, the Kubernetes client
-# or the models of commands they do not run. tests/cli/test_cli.py checks the help lines against the modules.
+# or the models of commands they do not run. tests/cli/test_startup.py checks the help lines against the modules.
 COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("httpsync.cli.sync", "sync every mapping once into the embedded catalog"),
     "preview": ("httpsync.cli.preview", "fetch and map without writing; show entities and mapping errors"),
@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "httpsync.cli.cluster",
         "start or stop a local control plane (etcd + kube-apiserver built from Go modules)",
     ),
+    "import": ("httpsync.cli.importer", "convert another tool's configuration into httpsync manifests"),
 }
 COMMAND_MODULES: list[str] = [module for module, _ in COMMANDS.values()]
 
