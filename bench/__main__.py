@@ -239,6 +239,7 @@ def main() -> None:
     ap.add_argument("--latency-prefetch", type=int, default=9, help="latency: pagination.prefetch of offset+prefetch")
     ap.add_argument("--sources", type=int, default=500, help="operator: HttpSources, 2 mappings each (default 500)")
     ap.add_argument("--large-items", type=int, default=300_000, help="operator: items of the one large source")
+    ap.add_argument("--profile", type=Path, metavar="FILE", help="operator: run it under cProfile, stats to FILE")
     ap.add_argument("--jq-e2e", action="store_true", help="also sync once end to end with the real-jq mapping")
     ap.add_argument("--mapping-pages", type=int, default=300, help="pages of 100 items for the mapping part")
     ap.add_argument(
@@ -305,7 +306,9 @@ def main() -> None:
         from bench import operator as operator_bench
 
         print(f"operator ({args.sources} sources x 2 mappings, real control plane) ...", flush=True)
-        results["operator"] = operator_bench.run(sources=args.sources, large_items=args.large_items)
+        results["operator"] = operator_bench.run(
+            sources=args.sources, large_items=args.large_items, profile=args.profile
+        )
 
     results["seconds"] = time.perf_counter() - started
     results["figures"] = figures(results)

@@ -107,11 +107,12 @@ def _free_port() -> int:
 
 
 class OperatorProcess:
-    def __init__(self, cluster: Cluster, workdir: Path) -> None:
+    def __init__(self, cluster: Cluster, workdir: Path, profile: Path | None = None) -> None:
         self.metrics_port, self.health_port = _free_port(), _free_port()
         self.log = workdir / "operator.log"
+        profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
         args = [
-            sys.executable, "-m", "httpsync.controller", "-A", "--catalog", str(workdir / "catalog.db"),
+            sys.executable, *profiler, "-m", "httpsync.controller", "-A", "--catalog", str(workdir / "catalog.db"),
             "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
         ]  # fmt: skip
         env = cluster.env | {"HTTPSYNC_STATE": str(workdir / "state.db"), "PYTHONUNBUFFERED": "1"}
@@ -197,13 +198,13 @@ def all_ready(cluster: Cluster, ns: str, expected: int) -> list[dict[str, Any]] 
     return objs if len(ready) >= expected else None
 
 
-def run(sources: int = 500, large_items: int = 300_000) -> dict[str, Any]:
+def run(sources: int = 500, large_items: int = 300_000, profile: Path | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"sources": sources, "mappings": sources * 2, "intervalSeconds": INTERVAL}
     ns = "bench"
     with tempfile.TemporaryDirectory(prefix="httpsync-bench-op-") as tmp, Cluster(Path(tmp) / "cluster") as cluster:
         with ServerProcess(items=30) as url, ServerProcess(items=large_items) as large_url:
             cluster.kubectl("create", "namespace", ns)
-            op = OperatorProcess(cluster, Path(tmp))
+            op = OperatorProcess(cluster, Path(tmp), profile)
             try:
                 out["rssIdleMiB"] = round(op.rss_mib(), 1)
                 t0 = time.monotonic()

@@ -33,6 +33,7 @@ from httpsync.controller.summarize import (
     source_synced,
 )
 from httpsync.engine.client import SourceClient
+from httpsync.engine.mapping import Mapper
 from httpsync.engine.runner import run_source
 from httpsync.engine.sync import SyncStopped, sync_mapping
 from httpsync.errors import ConfigError, EngineError, SinkError
@@ -62,6 +63,7 @@ class Reconciler:
         self.running: dict[str, _Running] = {}
         # Mappings being deleted (by uid: a new mapping of the same name is another object): never synced again.
         self.deleting: set[str] = set()
+        self.mappers: dict[str, tuple[int, Mapper]] = {}  # uid -> (generation, compiled mapping)
 
     async def reconcile(
         self,
@@ -145,7 +147,7 @@ class Reconciler:
                 try:
                     result = await sync_mapping(
                         client, m.name, m.spec, pagination, target.sink, target.state, owner=m.owner,
-                        stop=running.stop,
+                        stop=running.stop, mapper=self._mapper(m),
                     )  # fmt: skip
                 finally:
                     del self.running[m.meta.uid]
@@ -170,6 +172,25 @@ class Reconciler:
             for m in mappings
         ]
         return outcomes, source_failures
+
+    def _mapper(self, m: MappingObject) -> Mapper | None:
+        """The mapping's compiled jq, once per generation (compiling costs milliseconds a sync). None
+        when it does not compile: the sync then reports the error as its own."""
+        cached = self.mappers.get(m.meta.uid)
+        if cached is not None and cached[0] == m.meta.generation:
+            return cached[1]
+        assert m.spec is not None
+        try:
+            mapper = Mapper.from_spec(m.spec)
+        except EngineError:
+            self.mappers.pop(m.meta.uid, None)
+            return None
+        self.mappers[m.meta.uid] = (m.meta.generation, mapper)
+        return mapper
+
+    def forget(self, uid: str) -> None:
+        """A mapping is gone: drop what is cached for it."""
+        self.mappers.pop(uid, None)
 
     def _observe(self, mapping: MappingObject, result: EndpointResult) -> None:
         m, ns, name = self.metrics, mapping.namespace, mapping.name
@@ -208,6 +229,7 @@ class Reconciler:
             await running.done.wait()
         owner = mapping.owner
         self.metrics.forget_mapping(mapping.namespace, mapping.name)
+        self.forget(mapping.meta.uid)
         sink_spec = None
         raw = await self.kube.get(SOURCES, mapping.namespace, mapping.source_name)
         if raw is not None:

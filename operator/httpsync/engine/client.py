@@ -18,6 +18,7 @@ from responses or exceptions goes through :func:`redact`.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -56,11 +57,17 @@ def _ssl_verify(spec: HttpSourceSpec) -> bool | ssl.SSLContext:
     if spec.tls.insecure_skip_verify:
         return False
     if spec.tls.ca_bundle:
-        try:
-            return ssl.create_default_context(cadata=spec.tls.ca_bundle)
-        except (ssl.SSLError, ValueError) as e:
-            raise ConfigError(f"tls.caBundle is not a valid PEM certificate bundle: {e}") from None
+        return _ca_context(spec.tls.ca_bundle)
     return True
+
+
+@functools.lru_cache(maxsize=64)
+def _ca_context(bundle: str) -> ssl.SSLContext:
+    """A context trusting ``bundle``, built once per bundle (not once per sync)."""
+    try:
+        return ssl.create_default_context(cadata=bundle)
+    except (ssl.SSLError, ValueError) as e:
+        raise ConfigError(f"tls.caBundle is not a valid PEM certificate bundle: {e}") from None
 
 
 class SourceClient:

@@ -13,6 +13,7 @@ verification failures included) stay the same. Proxies come from the environment
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import ssl
 from typing import Any
@@ -36,6 +37,12 @@ def _text(value: bytes) -> str:
         return value.decode("latin-1")
 
 
+@functools.lru_cache(maxsize=2)
+def shared_ssl_context(verify: bool) -> ssl.SSLContext:
+    """One verifying (or non-verifying) context for every client of the process."""
+    return httpx.create_ssl_context(verify=verify)
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests over one :class:`aiohttp.ClientSession`, created on first use inside
     the running event loop.
@@ -45,8 +52,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, *, verify: bool | ssl.SSLContext = True, max_connections: int = 100) -> None:
-        # The same context httpx would build (certifi, SSL_CERT_FILE / SSL_CERT_DIR, or the given one).
-        self._ssl = httpx.create_ssl_context(verify=verify)
+        # The same context httpx would build (certifi, SSL_CERT_FILE / SSL_CERT_DIR, or the given one),
+        # built once per process: loading the CA bundle costs ~50 ms of CPU, and a client per sync paid it.
+        self._ssl = verify if isinstance(verify, ssl.SSLContext) else shared_ssl_context(verify)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str, int | None], tuple[yarl.URL | None, aiohttp.BasicAuth | None]] = {}
