@@ -35,8 +35,9 @@ def _free_port() -> int:
 
 
 class Operator:
-    def __init__(self, kube: Any, workdir: Path) -> None:
+    def __init__(self, kube: Any, workdir: Path, *args: str) -> None:
         self.kube = kube
+        self.args = args  # more `httpsync run` flags, e.g. --shard
         self.catalog = workdir / "catalog.db"
         self.state = workdir / "state.db"  # remote sinks' memory (a pod's emptyDir)
         self.logfile = workdir / "operator.log"
@@ -50,6 +51,7 @@ class Operator:
             "--catalog", str(self.catalog),
             "--metrics-port", str(self.metrics_port),
             "--health-port", str(self.health_port),
+            *self.args,
         ]  # fmt: skip
         env = self.kube.env
         env["PYTHONUNBUFFERED"] = "1"

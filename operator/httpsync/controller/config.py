@@ -46,6 +46,9 @@ class OperatorConfig:
     jitter: float = 0.05  # +- share of the interval
     # The shortest interval a source is synced at (``--min-interval``, HTTPSYNC_MIN_INTERVAL).
     min_interval_seconds: float = MIN_INTERVAL_SECONDS
+    # The shard this operator syncs (``--shard``, HTTPSYNC_SHARD): the resources labelled
+    # sharding.httpsync.io/key=<shard>; None: those without the label (httpsync.controller.sharding).
+    shard: str | None = field(default_factory=lambda: os.environ.get("HTTPSYNC_SHARD") or None)
 
 
 class IntervalFloor:

@@ -12,6 +12,7 @@ from pathlib import Path
 import kopf
 
 from httpsync.api.models import parse_duration
+from httpsync.controller import sharding
 from httpsync.controller.config import OperatorConfig
 from httpsync.http.redact import RedactingFormatter
 
@@ -70,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="HOST|CIDR",
         help="replace the default deny list (cloud metadata addresses)",
     )
+    sharding.add_argument(p)
 
 
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
@@ -85,6 +87,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         cfg.destination_allow = args.allow_destination
     if args.deny_destination is not None:
         cfg.destination_deny = args.deny_destination
+    cfg.shard = args.shard
     return cfg
 
 
