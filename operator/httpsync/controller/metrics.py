@@ -217,3 +217,17 @@ class Metrics:
         for family in self.registry.collect():
             out.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
         return out
+
+
+_metrics: Metrics | None = None
+
+
+def metrics() -> Metrics:
+    global _metrics
+    if _metrics is None:
+        _metrics = Metrics()
+    return _metrics
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    start_http_server(port, addr=addr)
