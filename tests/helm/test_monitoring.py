@@ -3,7 +3,9 @@ expression in them checked by the real Prometheus parser, not only their shape.
 
 ``promql`` (hack/promql) is built from Go modules with the control plane (``build_binaries()``), beside helm: it wraps
 github.com/prometheus/prometheus's query parser and its rules-file checker (``rulefmt.Parse``, what
-``promtool check rules`` runs). Each metric an expression names must be one httpsync.controller.metrics defines.
+``promtool check rules`` runs), and its query engine on series loaded as ``promtool test rules`` loads them, so each
+alert is shown to fire when it should and not before. Each metric an expression names must be one
+httpsync.controller.metrics defines.
 """
 
 from __future__ import annotations
@@ -69,6 +71,16 @@ def parse(promql: Path, exprs: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 def check_rules(promql: Path, spec: dict[str, Any]) -> dict[str, Any]:
     return _run(promql, yaml.safe_dump(spec), "rules")
+
+
+def evaluate(promql: Path, load: str, queries: dict[str, tuple[str, float]]) -> dict[str, list[dict[str, Any]]]:
+    """name -> the instant vector the Prometheus engine computes for (expr, at seconds) on the series of ``load``
+    (promqltest's load language, as promtool's rule tests use it)."""
+    case = {"load": load, "queries": [{"name": n, "expr": e, "at": at} for n, (e, at) in queries.items()]}
+    out = _run(promql, json.dumps(case), "eval")
+    for r in out:
+        assert r["error"] == "", (r["name"], r["error"])
+    return {r["name"]: r["result"] for r in out}
 
 
 def defined_metrics() -> set[str]:
@@ -178,10 +190,73 @@ def test_alert_rules_pass_the_prometheus_rules_checker(helm: Path, tmp_path: Pat
     assert _rule_spec(docs) == yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
 
 
-def test_alerts_watch_three_intervals(helm: Path, tmp_path: Path) -> None:
-    rules = {r["alert"]: r for r in _rule_spec(render(helm, tmp_path, ON, *MONITORING))["groups"][0]["rules"]}
-    assert "3 * httpsync_source_interval_seconds" in rules["HttpSyncSourceNotReady"]["expr"]
-    assert "3 * httpsync_mapping_interval_seconds" in rules["HttpSyncMappingStale"]["expr"]
+def _alert_exprs(helm: Path, tmp_path: Path) -> dict[str, str]:
+    return {r["alert"]: r["expr"] for r in _rule_spec(render(helm, tmp_path, ON, *MONITORING))["groups"][0]["rules"]}
+
+
+def _firing(result: list[dict[str, Any]], key: str) -> list[str]:
+    return sorted(r["labels"][key] for r in result)
+
+
+# Series every minute for 40 minutes; a gauge holding a Unix time is written in seconds since the load's start.
+SOURCES_LOAD = """load 1m
+  httpsync_source_ready{namespace="ns", source="down"} 0x40
+  httpsync_source_ready_last_transition_timestamp_seconds{namespace="ns", source="down"} 0x40
+  httpsync_source_interval_seconds{namespace="ns", source="down"} 60x40
+  httpsync_source_ready{namespace="ns", source="up"} 1x40
+  httpsync_source_ready_last_transition_timestamp_seconds{namespace="ns", source="up"} 0x40
+  httpsync_source_interval_seconds{namespace="ns", source="up"} 60x40
+  httpsync_source_ready{namespace="ns", source="slow"} 0x40
+  httpsync_source_ready_last_transition_timestamp_seconds{namespace="ns", source="slow"} 0x40
+  httpsync_source_interval_seconds{namespace="ns", source="slow"} 600x40
+  httpsync_source_ready{namespace="ns", source="suspended"} 0x40
+  httpsync_source_ready_last_transition_timestamp_seconds{namespace="ns", source="suspended"} 0x40
+"""
+
+
+def test_source_not_ready_fires_after_three_of_its_intervals(helm: Path, tmp_path: Path, promql: Path) -> None:
+    expr = _alert_exprs(helm, tmp_path)["HttpSyncSourceNotReady"]
+    at = {"2.8 intervals": 170, "3.2 intervals": 190, "3.2 of the slow one's": 1920}
+    got = evaluate(promql, SOURCES_LOAD, {k: (expr, t) for k, t in at.items()})
+    assert _firing(got["2.8 intervals"], "source") == []
+    assert _firing(got["3.2 intervals"], "source") == ["down"]  # not Ready, not the Ready one, not the suspended one
+    assert _firing(got["3.2 of the slow one's"], "source") == ["down", "slow"]
+
+
+def test_mapping_stale_fires_after_three_intervals_without_success(helm: Path, tmp_path: Path, promql: Path) -> None:
+    load = """load 1m
+  httpsync_last_success_timestamp_seconds{namespace="ns", mapping="stuck"} 0x40
+  httpsync_mapping_interval_seconds{namespace="ns", mapping="stuck"} 60x40
+  httpsync_last_success_timestamp_seconds{namespace="ns", mapping="fresh"} 0 60 120 180 240 300
+  httpsync_mapping_interval_seconds{namespace="ns", mapping="fresh"} 60x40
+  httpsync_last_success_timestamp_seconds{namespace="ns", mapping="suspended"} 0x40
+"""
+    expr = _alert_exprs(helm, tmp_path)["HttpSyncMappingStale"]
+    got = evaluate(promql, load, {"early": (expr, 170), "late": (expr, 300)})
+    assert _firing(got["early"], "mapping") == []
+    assert _firing(got["late"], "mapping") == ["stuck"]
+
+
+@pytest.mark.parametrize(
+    ("alert", "metric"),
+    [
+        ("HttpSyncDeletionGuardTripped", "httpsync_deletion_guard_trips_total"),
+        ("HttpSyncSinkErrors", "httpsync_sink_errors_total"),
+    ],
+)
+def test_counter_alerts_fire_on_an_increase_within_15_minutes(
+    helm: Path, tmp_path: Path, promql: Path, alert: str, metric: str
+) -> None:
+    load = f"""load 1m
+  {metric}{{namespace="ns", mapping="tripped", pod="op-0"}} 0x5 1x40
+  {metric}{{namespace="ns", mapping="calm", pod="op-0"}} 0x45
+"""
+    expr = _alert_exprs(helm, tmp_path)[alert]
+    got = evaluate(promql, load, {"before": (expr, 240), "after": (expr, 480), "long after": (expr, 1500)})
+    assert _firing(got["before"], "mapping") == []
+    assert _firing(got["after"], "mapping") == ["tripped"]
+    assert "pod" not in got["after"][0]["labels"]  # one alert per mapping, whichever operator Pod counted
+    assert _firing(got["long after"], "mapping") == []
 
 
 def test_every_dashboard_expression_parses(helm: Path, tmp_path: Path, promql: Path) -> None:
