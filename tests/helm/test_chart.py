@@ -932,6 +932,16 @@ def test_notes_explain_status_and_uninstall_order(kube: Any) -> None:
     # The default data volume is an emptyDir: the notes say what that costs and how to keep it.
     assert "an emptyDir, lost when the Pod goes" in notes and "persistence.enabled=true" in notes
     assert f"helm uninstall {release_ns} -n {release_ns}" in notes
+    assert "Sharded" not in notes
+    sharded = run_helm(
+        kube.bin_dir / "helm", "install", release_ns, str(CHART), "--namespace", release_ns, "--dry-run=server",
+        "--set", "crds.enabled=false", "--set", "shards={a,b}", env=kube.env,
+    ).stdout.split("NOTES:", 1)[1]  # fmt: skip
+    assert (
+        f"Sharded: Deployment {release_ns}-httpsync-operator syncs the resources without the label\n"
+        f"sharding.httpsync.io/key; {release_ns}-httpsync-operator-a, {release_ns}-httpsync-operator-b those labelled "
+        "with a, b."
+    ) in sharded
 
 
 @pytest.mark.cluster
