@@ -44,6 +44,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "servicemonitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}},
     "crds-disabled": {"crds": {"enabled": False}},
+    "sharded": {"shards": ["a", "b"], "persistence": {"enabled": True}, "pdb": {"enabled": True}},
+    "monitoring": {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "httpsync"}},
+    },
     "everything": {
         "image": {"repository": "registry.example.com/httpsync", "tag": "1.2.3", "pullSecrets": ["regcred"]},
         "persistence": {"enabled": True, "storageClass": "fast", "size": "5Gi"},
@@ -476,6 +482,103 @@ def test_metrics_off(helm_bin: Path, tmp_path: Path) -> None:
     assert [p["name"] for p in c["ports"]] == ["health"]
 
 
+# ---------------------------------------------------------------------------- shards
+
+
+def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels, matchExpressions Exists/DoesNotExist/In) against labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        op, key = e["operator"], e["key"]
+        assert op in ("Exists", "DoesNotExist", "In"), op
+        if (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+            return False
+        if op == "In" and labels.get(key) not in e["values"]:
+            return False
+    return True
+
+
+def test_shards_deploy_one_operator_each_beside_the_unsharded_one(helm_bin: Path, tmp_path: Path) -> None:
+    docs = render(helm_bin, tmp_path, VALUE_SETS["sharded"])
+    deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+    base = f"{RELEASE}-httpsync-operator"
+    assert set(deployments) == {base, f"{base}-a", f"{base}-b"}
+    claims = {c["metadata"]["name"] for c in of_kind(docs, "PersistentVolumeClaim")}
+    assert claims == {f"{base}-data", f"{base}-a-data", f"{base}-b-data"}
+    pdbs = {p["metadata"]["name"]: p for p in of_kind(docs, "PodDisruptionBudget")}
+    assert set(pdbs) == set(deployments)
+    pods = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in deployments.items()}
+    for name, dep in deployments.items():
+        shard = name.removeprefix(f"{base}-") if name != base else None
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        assert [a for a in c["args"] if a.startswith("--shard")] == ([f"--shard={shard}"] if shard else [])
+        assert dep["metadata"]["labels"].get("sharding.httpsync.io/key") == shard
+        assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+        (volume,) = [v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "data"]
+        assert volume["persistentVolumeClaim"]["claimName"] == f"{name}-data"  # its own data volume
+        selector = dep["spec"]["selector"]
+        assert _matches(selector, pods[name])
+        if shard:  # a shard's Deployment selects only its own Pods ...
+            assert [n for n, labels in pods.items() if _matches(selector, labels)] == [name]
+        # ... and so does every PodDisruptionBudget (the unsharded one leaves the shards' Pods out).
+        assert [n for n, labels in pods.items() if _matches(pdbs[name]["spec"]["selector"], labels)] == [name]
+    # The unsharded Deployment's selector is the one of a release without shards (immutable on upgrade).
+    plain = one(render(helm_bin, tmp_path, {}), "Deployment")
+    assert deployments[base]["spec"]["selector"] == plain["spec"]["selector"]
+    assert deployments[base]["spec"]["template"]["metadata"] == plain["spec"]["template"]["metadata"]
+    assert deployments[base]["metadata"] == plain["metadata"]
+    # One metrics Service for all of them (the ServiceMonitor scrapes each Pod behind it).
+    svc = one(docs, "Service")
+    assert all(_matches({"matchLabels": svc["spec"]["selector"]}, labels) for labels in pods.values())
+
+
+def test_shard_command_line_is_understood_by_httpsync(
+    helm_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from httpsync.cli.main import build_parser
+    from httpsync.controller.run import config_from_args
+
+    monkeypatch.delenv("HTTPSYNC_SHARD", raising=False)
+    docs = render(helm_bin, tmp_path, {"shards": ["team-a"]})
+    shards = {}
+    for dep in of_kind(docs, "Deployment"):
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        shards[dep["metadata"]["name"]] = config_from_args(build_parser().parse_args(["run", *c["args"]])).shard
+    assert shards == {f"{RELEASE}-httpsync-operator": None, f"{RELEASE}-httpsync-operator-team-a": "team-a"}
+
+
+def test_shard_names_fit_in_object_names(helm_bin: Path, tmp_path: Path) -> None:
+    shard = "s" * 30
+    docs = render(helm_bin, tmp_path, {"shards": [shard], "persistence": {"enabled": True}}, release="r" * 53)
+    deployments = [d["metadata"]["name"] for d in of_kind(docs, "Deployment")]
+    claims = [d["metadata"]["name"] for d in of_kind(docs, "PersistentVolumeClaim")]
+    assert len(set(deployments)) == 2 and len(set(claims)) == 2
+    assert all(len(n) <= 63 for n in deployments), deployments  # a DNS label: Pod names and hostnames derive from it
+    assert all(len(n) <= 253 for n in claims), claims  # a DNS subdomain
+    assert deployments[1].endswith(f"-{shard}")
+
+
+def test_existing_claim_is_the_unsharded_operators(helm_bin: Path, tmp_path: Path) -> None:
+    values = {"shards": ["a"], "persistence": {"enabled": True, "existingClaim": "mine"}}
+    docs = render(helm_bin, tmp_path, values)
+    assert [c["metadata"]["name"] for c in of_kind(docs, "PersistentVolumeClaim")] == [
+        f"{RELEASE}-httpsync-operator-a-data"
+    ]
+    claims = {
+        d["metadata"]["name"]: [
+            v["persistentVolumeClaim"]["claimName"]
+            for v in d["spec"]["template"]["spec"]["volumes"]
+            if v["name"] == "data"
+        ]
+        for d in of_kind(docs, "Deployment")
+    }
+    assert claims == {
+        f"{RELEASE}-httpsync-operator": ["mine"],
+        f"{RELEASE}-httpsync-operator-a": [f"{RELEASE}-httpsync-operator-a-data"],
+    }
+
+
 # ---------------------------------------------------------------------------- ServiceMonitor
 
 
@@ -516,6 +619,11 @@ def test_servicemonitor_needs_the_value_and_the_api(helm_bin: Path, tmp_path: Pa
         ),
         ({"persistence": {"accessModes": ["ReadOnlyMany"]}}, "accessModes"),
         ({"persistence": {"size": "lots"}}, "persistence/size"),
+        ({"shards": ["Team_A"]}, "shards/0"),
+        ({"shards": ["a", "a"]}, "shards"),
+        ({"shards": "a"}, "got string, want array"),
+        ({"prometheusRule": {"enabled": "yes"}}, "got string, want boolean"),
+        ({"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}, "grafanaDashboard/labels"),
     ],
     ids=[
         "unknown-top-level-key",
@@ -532,6 +640,11 @@ def test_servicemonitor_needs_the_value_and_the_api(helm_bin: Path, tmp_path: Pa
         "persistence-moved-out-of-defaultSink",
         "access-mode",
         "claim-size",
+        "shard-name",
+        "shard-twice",
+        "shards-not-a-list",
+        "prometheus-rule-flag",
+        "dashboard-label-value",
     ],
 )
 def test_schema_rejects(helm_bin: Path, tmp_path: Path, values: dict[str, Any], error: str) -> None:
@@ -634,11 +747,15 @@ def test_argocd_health_check_is_packaged(helm_bin: Path, tmp_path: Path) -> None
 # ---------------------------------------------------------------------------- real control plane
 
 
+PROMETHEUS_OPERATOR_KINDS = ("ServiceMonitor", "PrometheusRule")
+
+
 def _split_for_apply(docs: list[dict[str, Any]]) -> tuple[list[dict], list[dict], list[dict]]:
     crds = of_kind(docs, "CustomResourceDefinition")
-    # No Prometheus Operator here: the ServiceMonitor is checked structurally above instead.
-    monitors = of_kind(docs, "ServiceMonitor")
-    rest = [d for d in docs if d["kind"] not in ("CustomResourceDefinition", "ServiceMonitor")]
+    # No Prometheus Operator here: the ServiceMonitor and PrometheusRule are checked structurally (and the rules
+    # by the Prometheus rules parser, test_monitoring.py) instead.
+    monitors = [d for d in docs if d["kind"] in PROMETHEUS_OPERATOR_KINDS]
+    rest = [d for d in docs if d["kind"] not in ("CustomResourceDefinition", *PROMETHEUS_OPERATOR_KINDS)]
     return crds, monitors, rest
 
 
@@ -667,7 +784,7 @@ def test_rendered_manifests_pass_server_dry_run(kube: Any, tmp_path: Path, name:
         values["watchNamespaces"] = [kube.new_namespace("watch"), kube.new_namespace("watch")]
     docs = render(helm, tmp_path, values, *MONITORING, namespace=release_ns)
     crds, monitors, rest = _split_for_apply(docs)
-    assert (name == "servicemonitor") == bool(monitors)
+    assert (name in ("servicemonitor", "monitoring")) == bool(monitors)
     out = _dry_run(kube, rest)
     for d in rest:
         assert f"{d['metadata']['name']} serverside-applied (server dry run)" in out, (d["kind"], out)
@@ -815,6 +932,16 @@ def test_notes_explain_status_and_uninstall_order(kube: Any) -> None:
     # The default data volume is an emptyDir: the notes say what that costs and how to keep it.
     assert "an emptyDir, lost when the Pod goes" in notes and "persistence.enabled=true" in notes
     assert f"helm uninstall {release_ns} -n {release_ns}" in notes
+    assert "Sharded" not in notes
+    sharded = run_helm(
+        kube.bin_dir / "helm", "install", release_ns, str(CHART), "--namespace", release_ns, "--dry-run=server",
+        "--set", "crds.enabled=false", "--set", "shards={a,b}", env=kube.env,
+    ).stdout.split("NOTES:", 1)[1]  # fmt: skip
+    assert (
+        f"Sharded: Deployment {release_ns}-httpsync-operator syncs the resources without the label\n"
+        f"sharding.httpsync.io/key; {release_ns}-httpsync-operator-a, {release_ns}-httpsync-operator-b those labelled "
+        "with a, b."
+    ) in sharded
 
 
 @pytest.mark.cluster

@@ -74,8 +74,41 @@ the remote sinks; the paths are the image's HTTPSYNC_CATALOG and HTTPSYNC_STATE.
 /var/lib/httpsync/state.db
 {{- end }}
 
+{{/*
+One operator instance: (dict "root" $ "shard" NAME), "shard" "" for the one without a shard.
+instanceName: the full name, or <full name>-<shard> (the full name cut so that it fits in 63 characters).
+*/}}
+{{- define "httpsync-operator.instanceName" -}}
+{{- $fullname := include "httpsync-operator.fullname" .root }}
+{{- if .shard }}
+{{- printf "%s-%s" ($fullname | trunc (int (sub 62 (len .shard))) | trimSuffix "-") .shard }}
+{{- else }}
+{{- $fullname }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Pod labels a Deployment selects: the chart's, plus the shard label for a shard's. The unsharded Deployment's
+selector is the chart's alone (immutable: unchanged since before shards). It matches the shards' Pods too, which is
+harmless: a Deployment only adopts ReplicaSets without an owner, and each ReplicaSet selects by pod-template-hash.
+*/}}
+{{- define "httpsync-operator.instanceSelectorLabels" -}}
+{{ include "httpsync-operator.selectorLabels" .root }}
+{{- with .shard }}
+sharding.httpsync.io/key: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The data claim of an instance: persistence.existingClaim for the one without a shard, if set; else
+<instance name>-data, created by the chart.
+*/}}
 {{- define "httpsync-operator.pvcName" -}}
-{{- default (printf "%s-data" (include "httpsync-operator.fullname" .)) .Values.persistence.existingClaim }}
+{{- if and (not .shard) .root.Values.persistence.existingClaim }}
+{{- .root.Values.persistence.existingClaim }}
+{{- else }}
+{{- printf "%s-data" (include "httpsync-operator.instanceName" .) }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -50,8 +50,6 @@ class OperatorConfig:
     jitter: float = 0.05  # +- share of the interval
     # The shortest interval a source is synced at (``--min-interval``, HTTPSYNC_MIN_INTERVAL).
     min_interval_seconds: float = MIN_INTERVAL_SECONDS
-    # Every request to the Kubernetes API (ours and kopf's) gives up after this (``--api-timeout``,
-    # HTTPSYNC_API_TIMEOUT): a stalled API server fails a step, which its loop retries with backoff.
     # High availability (``--leader-elect``): replicas of one shard share a Lease; one operates.
     leader_elect: bool = field(default_factory=lambda: _env_flag("HTTPSYNC_LEADER_ELECT"))
     leader_election_namespace: str = field(
@@ -61,7 +59,12 @@ class OperatorConfig:
     )
     leader_election_id: str = field(default_factory=lambda: os.environ.get("HTTPSYNC_LEADER_ELECTION_ID", "httpsync"))
     lease_duration_seconds: float = 15.0
+    # Every request to the Kubernetes API (ours and kopf's) gives up after this (``--api-timeout``,
+    # HTTPSYNC_API_TIMEOUT): a stalled API server fails a step, which its loop retries with backoff.
     api_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("HTTPSYNC_API_TIMEOUT", "30")))
+    # The shard this operator syncs (``--shard``, HTTPSYNC_SHARD): the resources labelled
+    # sharding.httpsync.io/key=<shard>; None: those without the label (httpsync.controller.sharding).
+    shard: str | None = field(default_factory=lambda: os.environ.get("HTTPSYNC_SHARD") or None)
 
 
 class IntervalFloor:

@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from httpsync.api.models import GROUP, VERSION
-from httpsync.controller import events
+from httpsync.controller import events, sharding
 from httpsync.controller.config import min_interval
 from httpsync.controller.objects import FINALIZER, MAPPINGS, SOURCES, MappingObject, SourceObject
 from httpsync.controller.service import SyncService
@@ -49,6 +49,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.inactivity_timeout = 600
     settings.networking.request_timeout = memo.config.api_timeout_seconds
     settings.networking.connect_timeout = min(10.0, memo.config.api_timeout_seconds)
+    sharding.configure(settings, memo.config.shard)  # list and watch only this operator's shard
     if getattr(memo, "service", None) is None:
         from httpsync.controller.bootstrap import build_service
 

@@ -15,6 +15,7 @@ import kopf
 from kubernetes_asyncio import client
 
 from httpsync.api.models import parse_duration
+from httpsync.controller import sharding
 from httpsync.controller.config import OperatorConfig
 from httpsync.http.redact import RedactingFormatter
 
@@ -78,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--leader-election-id",
         default=None,
         metavar="NAME",
-        help="name of the Lease (default: HTTPSYNC_LEADER_ELECTION_ID, else httpsync); replicas of one shard share it",
+        help="name of the Lease, suffixed -SHARD with --shard (default: HTTPSYNC_LEADER_ELECTION_ID, else httpsync)",
     )
     p.add_argument(
         "--lease-duration",
@@ -110,6 +111,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="HOST|CIDR",
         help="replace the default deny list (cloud metadata addresses)",
     )
+    sharding.add_argument(p)
 
 
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
@@ -133,6 +135,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         cfg.destination_allow = args.allow_destination
     if args.deny_destination is not None:
         cfg.destination_deny = args.deny_destination
+    cfg.shard = args.shard
     return cfg
 
 
@@ -161,8 +164,10 @@ async def operate_as_leader(cfg: OperatorConfig, stop: asyncio.Event) -> None:
     from httpsync.controller.leader import LeaderElector, LeaseSettings, default_identity, serve_standby_health
 
     api_client = await load_config()
+    # One Lease per shard: replicas of shard a never wait on those of shard b.
+    lease = f"{cfg.leader_election_id}-{cfg.shard}" if cfg.shard else cfg.leader_election_id
     settings = LeaseSettings.for_duration(
-        cfg.leader_election_id, cfg.leader_election_namespace, default_identity(), cfg.lease_duration_seconds
+        lease, cfg.leader_election_namespace, default_identity(), cfg.lease_duration_seconds
     )
     elector = LeaderElector(client.CoordinationV1Api(api_client), settings)
     health = await serve_standby_health(cfg.health_port) if cfg.health_port else None

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build kube-apiserver, kubectl, etcd and helm from Go modules into a cache folder
 # outside the repository. Rebuilds only what is missing. Prints the folder on stdout's last line.
-# In a source checkout it also builds the tests' kstatus command (hack/kstatus: the real
-# sigs.k8s.io/cli-utils kstatus library) and links it into that folder beside helm.
+# In a source checkout it also builds the tests' kstatus and promql commands (hack/kstatus: the real
+# sigs.k8s.io/cli-utils kstatus library; hack/promql: the real Prometheus query parser) and links them into that
+# folder beside helm.
 #
 #   bash operator/httpsync/devcluster/build-control-plane.sh           # build (if needed) and print the bin folder
 #
@@ -73,22 +74,28 @@ if [[ ! -x "$HELM_BIN/helm" ]]; then
 fi
 ln -sf "$HELM_BIN/helm" "$BIN/helm"
 
-# kstatus (tests only): built from a copy of hack/kstatus, so the build never writes into the checkout.
-# Its folder is named after the cli-utils version and a hash of the sources: any change rebuilds it.
-KSTATUS_SRC="$HERE/../../../hack/kstatus"
-if [[ -f "$KSTATUS_SRC/go.mod" ]]; then
-  CLI_UTILS=$(awk '$1 == "sigs.k8s.io/cli-utils" {print $2} $2 == "sigs.k8s.io/cli-utils" {print $3}' "$KSTATUS_SRC/go.mod")
-  SUM=$(cat "$KSTATUS_SRC/go.mod" "$KSTATUS_SRC/go.sum" "$KSTATUS_SRC"/*.go | sha256sum | cut -c1-12)
-  KSTATUS_BIN="$CACHE/bin/kstatus-cli-utils-${CLI_UTILS:-unknown}-$SUM"
-  if [[ ! -x "$KSTATUS_BIN/kstatus" ]]; then
-    say "building kstatus (sigs.k8s.io/cli-utils ${CLI_UTILS:-?}) from hack/kstatus (1-3 minutes)"
-    D="$WORK/kstatus-$SUM-$$"; rm -rf "$D"; mkdir -p "$D" "$KSTATUS_BIN"
-    cp "$KSTATUS_SRC/go.mod" "$KSTATUS_SRC/go.sum" "$KSTATUS_SRC"/*.go "$D/"
-    (cd "$D" && go build -trimpath -ldflags "-s -w" -o "$KSTATUS_BIN/kstatus.$$" .)
-    mv -f "$KSTATUS_BIN/kstatus.$$" "$KSTATUS_BIN/kstatus"
-    rm -rf "$D"
-    say "built $KSTATUS_BIN/kstatus"
+# Test tools of a source checkout, each built from a copy of hack/<name>, so the build never writes into the
+# checkout, into a folder named after its main module's version and a hash of its sources (any change rebuilds
+# it), and linked into the bin folder:
+#   kstatus: the real sigs.k8s.io/cli-utils kstatus library (tests/packaging/test_kstatus.py)
+#   promql:  the real Prometheus query parser and rules checker (tests/helm/test_monitoring.py)
+build_hack_tool() {  # name, main module, minutes
+  local name=$1 module=$2 minutes=$3 src="$HERE/../../../hack/$1" version sum out d
+  [[ -f "$src/go.mod" ]] || return 0
+  version=$(awk -v m="$module" '$1 == m {print $2} $2 == m {print $3}' "$src/go.mod")
+  sum=$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-12)
+  out="$CACHE/bin/$name-${module##*/}-${version:-unknown}-$sum"
+  if [[ ! -x "$out/$name" ]]; then
+    say "building $name ($module ${version:-?}) from hack/$name ($minutes minutes)"
+    d="$WORK/$name-$sum-$$"; rm -rf "$d"; mkdir -p "$d" "$out"
+    cp "$src/go.mod" "$src/go.sum" "$src"/*.go "$d/"
+    (cd "$d" && go build -trimpath -ldflags "-s -w" -o "$out/$name.$$" .)
+    mv -f "$out/$name.$$" "$out/$name"
+    rm -rf "$d"
+    say "built $out/$name"
   fi
-  ln -sfn "$KSTATUS_BIN/kstatus" "$BIN/kstatus"
-fi
+  ln -sfn "$out/$name" "$BIN/$name"
+}
+build_hack_tool kstatus sigs.k8s.io/cli-utils 1-3
+build_hack_tool promql github.com/prometheus/prometheus 1-3
 echo "$BIN"
