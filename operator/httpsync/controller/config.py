@@ -47,6 +47,10 @@ class OperatorConfig:
     # (/var/lib/httpsync in the chart; see docs/helm.md for what losing it costs).
     state_path: Path = field(default_factory=lambda: Path(os.environ.get("HTTPSYNC_STATE", "/tmp/httpsync/state.db")))
     mapping_concurrency: int = 4  # mapping syncs at once within one source
+    # Source syncs at once across the operator (``--max-concurrent-syncs``, HTTPSYNC_MAX_CONCURRENT_SYNCS).
+    max_concurrent_syncs: int = field(
+        default_factory=lambda: int(os.environ.get("HTTPSYNC_MAX_CONCURRENT_SYNCS") or 4 * (os.cpu_count() or 1))
+    )
     jitter: float = 0.05  # +- share of the interval
     # The shortest interval a source is synced at (``--min-interval``, HTTPSYNC_MIN_INTERVAL).
     min_interval_seconds: float = MIN_INTERVAL_SECONDS

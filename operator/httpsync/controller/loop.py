@@ -17,7 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
+
 from httpsync.controller import events
+from httpsync.controller.metrics import Metrics
 from httpsync.controller.objects import MappingObject, SourceObject
 from httpsync.controller.patch import StatusWriter
 from httpsync.controller.reconcile import Reconciler
@@ -59,9 +62,16 @@ class Scheduler:
         settle: float = 2.0,
         backoff: float = 5.0,
         max_backoff: float = 300.0,
+        max_syncs: int = 8,
+        metrics: Metrics | None = None,
     ) -> None:
         self.reconciler = reconciler
         self.writer = writer
+        # Source syncs at once across the operator; due loops queue for a slot in the order they became
+        # due, so a slow or huge source holds one slot and never the others' schedules.
+        self.slots = asyncio.Semaphore(max_syncs)
+        self.metrics = metrics or Metrics(CollectorRegistry())
+        self.metrics.sync_slots.set(max_syncs)
         self.settle = settle  # a new source waits this long for its mappings' watch events
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -113,16 +123,26 @@ class Scheduler:
                     await _wait(loop, stopped, timeout)
                     if stopped:
                         break
+                    if latest().suspended:
+                        continue
+                queued_at = time.time()
+                due_at = loop.next_due if 0 < loop.next_due <= queued_at + 0.5 else None  # None: on demand
+                async with self.slots:
+                    if stopped:
+                        break
                     source = latest()  # woken (a new generation or request) or due: sync, unless suspended
                     if source.suspended:
                         continue
-                mappings = mappings_of(source.key)
-                loop.started_source = _seen(source)
-                loop.started_mappings = {m.name: _seen(m) for m in mappings}
-                # This sync handles whatever woke the loop so far (the first-contact patches' own watch
-                # events, a change seen while settling): only a wake-up from now on means another sync.
-                loop.wake.clear()
-                ok = await self._guarded(self._sync(source, mappings, loop, stopped), source)
+                    mappings = mappings_of(source.key)
+                    loop.started_source = _seen(source)
+                    loop.started_mappings = {m.name: _seen(m) for m in mappings}
+                    # This sync handles whatever woke the loop so far (the first-contact patches' own watch
+                    # events, a change seen while settling): only a wake-up from now on means another sync.
+                    loop.wake.clear()
+                    if due_at is not None:
+                        self.metrics.drift(*source.key, time.time() - due_at)
+                    with self.metrics.sync_slot(queued_at=queued_at, due_at=due_at):
+                        ok = await self._guarded(self._sync(source, mappings, loop, stopped), source)
                 if ok:
                     failures = 0
                 else:  # the API server failed us: retry inside the loop, with backoff
@@ -133,6 +153,7 @@ class Scheduler:
                     loop.next_due = time.time() + step * random.uniform(0.5, 1.0)
         finally:
             self.loops.pop(source.key, None)
+            self.metrics.forget_source(*source.key)
 
     async def _sync(
         self, source: SourceObject, mappings: list[MappingObject], loop: SourceLoop, stopped: Stopped
@@ -172,7 +193,9 @@ class Scheduler:
     async def _suspend(self, source: SourceObject, mappings: list[MappingObject]) -> None:
         """Say Suspended on the source and on each of its mappings that does not say so yet (also
         after a restart, or for a mapping created while the source was suspended)."""
+        self.metrics.forget_source(*source.key)  # a suspended source is neither late nor failing
         for mapping in mappings:
+            self.metrics.forget_interval(mapping.namespace, mapping.name)
             await self.writer.mapping(mapping.meta, mapping_suspended(mapping, source.meta.name))
         status = source_suspended(source)
         if status is not None:

@@ -192,6 +192,13 @@ class Metrics:
             except KeyError:
                 pass
 
+    def forget_interval(self, namespace: str, mapping: str) -> None:
+        """The mapping's source is suspended: no interval, so no staleness alert."""
+        try:
+            self.mapping_interval.remove(namespace, mapping)
+        except KeyError:
+            pass
+
     def forget_mapping(self, namespace: str, mapping: str) -> None:
         """Drop a deleted mapping's series keyed by (namespace, mapping), so they do not pile up."""
         for metric in (

@@ -23,7 +23,7 @@ from httpsync.controller import events
 from httpsync.controller.config import OperatorConfig
 from httpsync.controller.kube import KubeApi, KubeSecrets
 from httpsync.controller.metrics import Metrics
-from httpsync.controller.objects import SOURCES, MappingObject, SourceObject, iso
+from httpsync.controller.objects import SOURCES, MappingObject, SourceObject, iso, parse_iso
 from httpsync.controller.patch import StatusWriter
 from httpsync.controller.summarize import (
     MappingOutcome,
@@ -90,6 +90,16 @@ class Reconciler:
         await self.writer.source(source.meta, status)
         events.on_transition(source.body, ready_of(source.status), ready_of(status))
         ready = ready_of(status)
+        self.metrics.source_state(
+            *source.key,
+            ready=ready.get("status") == "True",
+            since=parse_iso(ready.get("lastTransitionTime")) or time.time(),
+            interval=source.interval_seconds,
+        )
+        for outcome in outcomes:
+            self.metrics.mapping_interval.labels(outcome.mapping.namespace, outcome.mapping.name).set(
+                source.interval_seconds
+            )
         level = logging.INFO if ready.get("status") == "True" else logging.WARNING
         log.log(level, "source %s/%s: %s: %s", *source.key, ready.get("reason"), ready.get("message"))
         return source.interval_seconds
@@ -199,6 +209,11 @@ class Reconciler:
         m.items_fetched.labels(ns, name).inc(result.items_fetched)
         m.entities_upserted.labels(ns, name).inc(result.entities_upserted)
         m.entities_deleted.labels(ns, name).inc(result.entities_deleted)
+        m.sync_result(
+            ns, name,
+            deletion_blocked=bool(result.deletion_blocked),
+            sink_errors=result.entities_failed + (1 if result.reason == "SinkFailed" else 0),
+        )  # fmt: skip
         if result.succeeded:
             m.last_success.labels(ns, name).set(time.time())
             if not result.deletion_blocked:

@@ -63,6 +63,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "else 30s, the CRD's minimum)",
     )
     p.add_argument(
+        "--max-concurrent-syncs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="source syncs at once across the operator; due sources queue for a slot (default: "
+        "HTTPSYNC_MAX_CONCURRENT_SYNCS, else 4 per CPU)",
+    )
+    p.add_argument(
         "--leader-elect",
         action="store_true",
         default=None,
@@ -124,6 +132,10 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     cfg.health_port = args.health_port or None
     cfg.min_interval_seconds = args.min_interval
     cfg.api_timeout_seconds = args.api_timeout
+    if args.max_concurrent_syncs is not None:
+        if args.max_concurrent_syncs < 1:
+            raise SystemExit("httpsync run: --max-concurrent-syncs must be at least 1")
+        cfg.max_concurrent_syncs = args.max_concurrent_syncs
     if args.leader_elect:
         cfg.leader_elect = True
     if args.leader_election_namespace:

@@ -30,7 +30,9 @@ class SyncService:
         self.sinks = sinks
         self.writer = StatusWriter(kube)
         self.reconciler = Reconciler(config, kube, sinks, metrics)
-        self.scheduler = Scheduler(self.reconciler, self.writer)
+        self.scheduler = Scheduler(
+            self.reconciler, self.writer, max_syncs=config.max_concurrent_syncs, metrics=metrics
+        )
 
     @property
     def loops(self) -> Mapping[tuple[str, str], object]:
