@@ -23,31 +23,28 @@ Endpoints (the contract of https://docs.port.io/api-reference):
   POST   /v1/entities/search                          {"combinator","rules"} -> {"ok","entities"}; rules on
                                                       $datasource, $blueprint, $identifier (=, in, contains)
 
-Every answer carries an ``X-Trace-Id``. Identifiers follow the contract (:func:`identifier_problem`:
-Unicode letters, digits and ``@_.+:\\/=-``, not ``.`` or ``..``, at most 1000 characters); with
-``whole_request_422`` (default True, Port's behaviour is unverified) one entity with a bad identifier
-or a non-string title/icon fails the whole bulk request with 422, otherwise it is a per-entity error
-of a 207; ``reject_request`` (identifier -> message) fails every request holding that entity with 422
-(a schema the sink cannot check). ``max_in_flight``: the most entities API requests in its ``latency``
-at once. ``relation_targets`` (blueprint -> relation -> target blueprint) makes relations checked:
-a missing target is created as a bare entity with ``create_missing_related_entities=true``, else the
-entity fails with 404 "related entity not found". ``dependents_status`` is the status of a bulk delete
-refused for dependents; ``undeletable`` (identifier -> message) are left out of ``deletedEntities``
-by the bulk delete and refused (409) one by one. ``rate_limits`` (name -> (requests, window seconds,
-burst)) for ``entities`` and ``token`` answer 429 with ``x-ratelimit-reset`` (epoch seconds) beyond
-them (``rate_limited`` counts them); ``latency`` delays every entities API answer. Entities remember
-the datasource Port derives from the writer's ``User-Agent`` (``state.datasource``).
-
-Knobs on :class:`PortState`: ``token_ttl`` (expiresIn, seconds, may be fractional),
-``revoke_tokens()`` (current tokens answer 401), ``token_requests``, ``reject`` (identifier ->
-per-entity error message), ``blueprints`` (None:
-every blueprint exists; a set: others answer 404), ``max_body_bytes`` (larger bodies answer 413),
-``bulk_delete_enabled`` (False: the bulk delete route answers 404, like an older API),
-``dependents`` (identifiers whose deletion fails), ``inject(status, times, retry_after=...,
-headers=...)`` (the next requests to /v1/blueprints answer that status, with a ``Retry-After`` and
-other headers; ``token=True`` for the token endpoint),
-``echo_credentials`` (error bodies repeat the Authorization header and client secret they got:
-a careless server, for redaction tests).
+Every answer carries an ``X-Trace-Id``. Identifiers follow the contract (:func:`identifier_problem`: Unicode
+letters, digits and ``@_.+:\\/=-``, not ``.`` or ``..``, at most 1000 characters); with ``whole_request_422``
+(default True, Port's behaviour is unverified) one entity with a bad identifier or a non-string title/icon
+fails the whole bulk request with 422, otherwise it is a per-entity error of a 207; ``reject_request``
+(identifier -> message) fails every request holding that entity with 422 (a schema the sink cannot check).
+``max_in_flight``: the most entities API requests in its ``latency`` at once. ``relation_targets`` (blueprint
+-> relation -> target blueprint) makes relations checked: a missing target is created as a bare entity with
+``create_missing_related_entities=true``, else the entity fails with 404 "related entity not found".
+``dependents_status`` is the status of a bulk delete refused for dependents; ``undeletable`` (identifier ->
+message) are left out of ``deletedEntities`` by the bulk delete and refused (409) one by one. ``rate_limits``
+(name -> (requests, window seconds, burst)) for ``entities`` and ``token`` answer 429 with ``x-ratelimit-
+reset`` (epoch seconds) beyond them (``rate_limited`` counts them); ``latency`` delays every entities API
+answer, ``write_delay`` (blueprint -> seconds) the bulk upserts of a blueprint (to make another mapping's
+entities arrive first). Entities remember the datasource Port derives from the writer's ``User-Agent``
+(``state.datasource``). Knobs on :class:`PortState`: ``token_ttl`` (expiresIn, seconds, may be fractional),
+``revoke_tokens()`` (current tokens answer 401), ``token_requests``, ``reject`` (identifier -> per-entity
+error message), ``blueprints`` (None: every blueprint exists; a set: others answer 404), ``max_body_bytes``
+(larger bodies answer 413), ``bulk_delete_enabled`` (False: the bulk delete route answers 404, like an older
+API), ``dependents`` (identifiers whose deletion fails), ``inject(status, times, retry_after=...,
+headers=...)`` (the next requests to /v1/blueprints answer that status, with a ``Retry-After`` and other
+headers; ``token=True`` for the token endpoint), ``echo_credentials`` (error bodies repeat the Authorization
+header and client secret they got: a careless server, for redaction tests).
 """
 
 from __future__ import annotations
@@ -123,6 +120,7 @@ class PortState:
     rate_limits: dict[str, tuple[int, float, int]] = field(default_factory=dict)
     rate_limited: int = 0
     latency: float = 0.0
+    write_delay: dict[str, float] = field(default_factory=dict)  # blueprint -> seconds before its upserts are handled
     datasource: dict[tuple[str, str], str] = field(default_factory=dict)  # (bp, id) -> User-Agent datasource
     searches: int = 0
     _windows: dict[str, list[float]] = field(default_factory=dict)  # name -> [window start, count, bucket]
@@ -408,6 +406,8 @@ async def bulk_upsert(request: web.Request) -> web.Response:
     bp = _blueprint(request)
     if bp is None:
         return _error(404, "not_found", f"blueprint {request.match_info['bp']!r} was not found", request)
+    if state.write_delay.get(bp):
+        await asyncio.sleep(state.write_delay[bp])
     data = await _json_body(request)
     entities = data.get("entities") if isinstance(data, dict) else None
     if not isinstance(entities, list) or not 1 <= len(entities) <= BULK_MAX:
