@@ -561,13 +561,47 @@ class PortApi(LoopbackServer):
         return self.state.log
 
 
+async def stats(request: web.Request) -> web.Response:
+    """``GET /_stats`` (the emulator's own, for benchmarks): what it counted."""
+    state = _state(request)
+    return web.json_response(
+        {
+            "entities": state.count(),
+            "tokenRequests": state.token_requests,
+            "rateLimited": state.rate_limited,
+            "requests": len(state.log),
+            "maxInFlight": state.max_in_flight,
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="httpsync's Port API emulator (see the module docstring)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8098)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every entities API answer")
+    parser.add_argument("--port-limits", action="store_true", help="answer 429 beyond Port's published rate limits")
+    parser.add_argument("--no-log", action="store_true", help="keep no request log (long benchmarks)")
     args = parser.parse_args(argv)
+    state = PortState(latency=args.latency_ms / 1000.0, rate_limits=dict(PORT_RATE_LIMITS) if args.port_limits else {})
+    app = make_app(state)
+    app.router.add_get("/_stats", stats)
+    if args.no_log:
+        state.log = _NoLog()
     print(f"Port emulator on http://{args.host}:{args.port} (clientId {CLIENT_ID!r}, clientSecret {CLIENT_SECRET!r})")
-    web.run_app(make_app(), host=args.host, port=args.port, print=None)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+
+
+class _NoLog(list[LoggedRequest]):
+    """A request log that keeps only the count."""
+
+    count = 0
+
+    def append(self, item: LoggedRequest) -> None:
+        self.count += 1
+
+    def __len__(self) -> int:
+        return self.count
 
 
 if __name__ == "__main__":

@@ -131,3 +131,82 @@ async def test_a_missing_port_secret_names_the_environment_variable(portapi: Por
     assert code == 1 and "Traceback" not in err
     (message,) = {r["message"] for r in json.loads(out)}
     assert "port-credentials" in message and "HTTPSYNC_PORT_CLIENT_ID" in message
+
+
+# --------------------------------------------------------------------------- ownership and drift
+
+
+def pushed(api: PortApi, blueprint: str) -> list[str]:
+    """Every identifier of ``blueprint`` sent in a bulk upsert, in order (repeats included)."""
+    return [e["identifier"] for r in api.bulk_upserts() if r.path.endswith(f"/{blueprint}/entities/bulk")
+            for e in r.json()["entities"]]  # fmt: skip
+
+
+def wipe_state(folder: Path) -> None:
+    for f in folder.glob("state.db*"):  # with its -wal and -shm
+        f.unlink()
+
+
+async def sync(files: Path, tmp_path: Path, demo_port: int, *extra: str) -> dict[str, dict[str, Any]]:
+    code, out, err = await run(
+        "sync", "--demo-api", "--demo-api-port", demo_port, "-f", files, "-o", "json",
+        "--catalog", tmp_path / "catalog.db", "--state", tmp_path / "state.db", *extra,
+    )  # fmt: skip
+    assert code == 0, (out, err)
+    return by_mapping(json.loads(out))
+
+
+async def test_a_wiped_state_rebuilds_ownership_from_port(portapi: PortApi, tmp_path: Path) -> None:
+    api = portapi.state
+    port = free_port()
+    files = manifests(tmp_path, port, SINK.format(url=portapi.url, create="true"))
+    first = await sync(files, tmp_path, port)
+    projects = set(api.entities["project"])
+    assert "prj-001" in projects and len(pushed(api, "project")) == len(projects)
+
+    # The state is lost, and the API no longer returns prj-001.
+    wipe_state(tmp_path)
+    mapping = files / "projects.yaml"
+    text = mapping.read_text()
+    assert "query: 'true'" in text
+    mapping.write_text(text.replace("query: 'true'", """query: '.project_id != "prj-001"'"""))
+    second = await sync(files, tmp_path, port)
+
+    assert set(api.entities["project"]) == projects - {"prj-001"}, second["projects"]  # zero orphans
+    assert second["projects"]["entitiesDeleted"] == 1
+    assert len(pushed(api, "project")) == len(projects)  # zero pushes beyond the first
+    assert second["projects"]["entitiesUnchanged"] == len(projects) - 1
+    assert all(r["entitiesUpserted"] == 0 for r in second.values()), second
+    searches = [r for r in api.log if r.path == "/v1/entities/search"]
+    assert len(searches) == 2 * len(first)  # one per blueprint (each mapping has one) per sync
+
+
+@pytest.mark.parametrize("reconcile", [True, False])
+async def test_entities_deleted_or_changed_in_port_by_hand_are_restored(
+    portapi: PortApi, tmp_path: Path, reconcile: bool
+) -> None:
+    api = portapi.state
+    port = free_port()
+    sink = SINK.format(url=portapi.url, create="true") + f"      reconcileDrift: {str(reconcile).lower()}\n"
+    files = manifests(tmp_path, port, sink)
+    await sync(files, tmp_path, port)
+    user = next(iter(api.entities["user"]))
+    original_title = api.entities["user"][user]["title"]
+    del api.entities["project"]["prj-001"]  # by hand, in Port's UI
+    api.entities["user"][user]["title"] = "renamed by hand"
+    api.entities["user"][user]["properties"]["extra"] = "set in Port, not by the mapping"
+    searches_before = len([r for r in api.log if r.path == "/v1/entities/search"])
+
+    second = await sync(files, tmp_path, port)
+    searches = len([r for r in api.log if r.path == "/v1/entities/search"]) - searches_before
+    if reconcile:
+        assert "prj-001" in api.entities["project"]
+        assert api.entities["user"][user]["title"] == original_title
+        assert api.entities["user"][user]["properties"]["extra"] == "set in Port, not by the mapping"  # merge
+        assert second["projects"]["entitiesUpserted"] == 1 and second["users"]["entitiesUpserted"] == 1
+        assert searches == len(second)
+    else:
+        assert "prj-001" not in api.entities["project"]
+        assert api.entities["user"][user]["title"] == "renamed by hand"
+        assert all(r["entitiesUpserted"] == 0 for r in second.values())
+        assert searches == 0

@@ -33,6 +33,7 @@ from httpsync.api.models import (
     HttpEndpointMappingSpec,
     PaginationSpec,
 )
+from httpsync.engine.drift import open_state
 from httpsync.engine.fetch import FetchCounters, iter_pages
 from httpsync.engine.mapping import Mapper, PageResult
 from httpsync.engine.ports import MappingState, Sink, StateStore
@@ -107,8 +108,7 @@ async def sync_mapping(
     mstate: MappingState | None = None
     try:
         mapper = mapper or Mapper.from_spec(mapping)
-        mstate = await state.open(owner)
-        known = await mstate.known_count()
+        mstate, known = await open_state(sink, state, owner, mapping)
         push = _Pusher(sink, mstate, owner, uuid.uuid4().hex, result)
         batch = _Batch()
         try:

@@ -675,15 +675,20 @@ class PortSink:
         """The entities of ``blueprints`` Port says ``owner`` wrote (its datasource, from the
         User-Agent): one search per blueprint. (blueprint, identifier) -> Port's entity."""
         found: dict[tuple[str, str], dict[str, Any]] = {}
-        for blueprint in blueprints:
-            rules = [{"property": "$blueprint", "operator": "=", "value": blueprint}, *datasource_rules(owner)]
+        for blueprint in blueprints or [None]:  # no blueprint known: one search by datasource alone
+            rules = datasource_rules(owner)
+            if blueprint is not None:
+                rules = [{"property": "$blueprint", "operator": "=", "value": blueprint}, *rules]
             query = json.dumps({"combinator": "and", "rules": rules}).encode()
             response = await self._call("POST", SEARCH_PATH, body=query, owner=owner)
             if not response.is_success:
-                raise self._status_error(response, f"Port refused to search the {blueprint!r} entities of {owner}")
+                what = f"the {blueprint!r} entities" if blueprint else "the entities"
+                raise self._status_error(response, f"Port refused to search {what} of {owner} (reconcileDrift)")
             data = _json_or_none(response)
             entities = data.get("entities") if isinstance(data, dict) else None
             for e in entities if isinstance(entities, list) else []:
                 if isinstance(e, dict) and isinstance(e.get("identifier"), str):
-                    found[(blueprint, e["identifier"])] = e
+                    bp = blueprint or e.get("blueprint")
+                    if isinstance(bp, str):
+                        found[(bp, e["identifier"])] = e
         return found
