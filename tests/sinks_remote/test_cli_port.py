@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -210,3 +211,28 @@ async def test_entities_deleted_or_changed_in_port_by_hand_are_restored(
         assert api.entities["user"][user]["title"] == "renamed by hand"
         assert all(r["entitiesUpserted"] == 0 for r in second.values())
         assert searches == 0
+
+
+async def test_bad_entities_are_reported_per_entity_and_the_others_land(portapi: PortApi, tmp_path: Path) -> None:
+    api = portapi.state
+    port = free_port()
+    files = manifests(tmp_path, port, SINK.format(url=portapi.url, create="true"))
+    users = files / "users.yaml"
+    text = users.read_text()
+    assert "identifier: .id " in text
+    # Users of even id get an identifier Port's schema refuses (checked before sending: mapping errors) ...
+    bad = 'identifier: (if .id % 2 == 0 then "bad id \\(.id)" else .id end) '
+    users.write_text(text.replace("identifier: .id ", bad))
+    # ... and Port refuses the whole request of a project (a schema the sink cannot check): bisected.
+    api.reject_request["prj-002"] = "body/properties/budget must be string"
+    results = await sync(files, tmp_path, port)
+
+    u, p = results["users"], results["projects"]
+    assert u["mappingErrors"] > 0 and u["entitiesFailed"] == 0
+    assert all("characters Port does not allow" in s and "/bad id " in s for s in u["mappingErrorSamples"])
+    assert api.count("user") == u["entities"] - u["mappingErrors"] > 0
+    assert not [i for i in api.entities["user"] if i.startswith("bad")]
+    assert p["entitiesFailed"] == 1 and api.count("project") == p["entities"] - 1
+    (sample,) = p["sinkErrorSamples"]
+    assert sample.startswith("project/prj-002: ") and "must be string" in sample
+    assert re.search(r"X-Trace-Id [0-9a-f]{16}", sample)

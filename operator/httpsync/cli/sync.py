@@ -176,11 +176,16 @@ async def _sync(
         finally:
             await sinks.aclose()
     if args.output == "json":
-        json.dump([r.to_json() for r in results], sys.stdout, indent=2)
+        json.dump([_json(r) for r in results], sys.stdout, indent=2)
         print()
     else:
         _print_results(results, path, total, targets)
     return EXIT_OK if all(r.succeeded for r in results) else EXIT_FAILED
+
+
+def _json(result: EndpointResult) -> dict[str, Any]:
+    """The result's ``-o json`` object, with why the sink rejected entities (samples)."""
+    return {**result.to_json(), "sinkErrorSamples": list(result.sink_error_samples)}
 
 
 def _describe(sink: Any) -> str:
