@@ -236,3 +236,16 @@ async def test_bad_entities_are_reported_per_entity_and_the_others_land(portapi:
     (sample,) = p["sinkErrorSamples"]
     assert sample.startswith("project/prj-002: ") and "must be string" in sample
     assert re.search(r"X-Trace-Id [0-9a-f]{16}", sample)
+
+
+async def test_sink_override_webhook_from_the_environment(receiver: Any, tmp_path: Path) -> None:
+    port = free_port()
+    files = manifests(tmp_path, port, secret=False)
+    env = {"HTTPSYNC_WEBHOOK_URL": receiver.url, "HTTPSYNC_WEBHOOK_SECRET": "hook-secret-0f3a"}
+    code, out, err = await run(
+        "sync", "--demo-api", "--demo-api-port", port, "-f", files, "--sink", "webhook",
+        "--catalog", tmp_path / "c.db", "--state", tmp_path / "s.db", env=env,
+    )  # fmt: skip
+    assert code == 0, (out, err)
+    assert f"Sent to webhook {receiver.url}." in out
+    assert receiver.received and all("x-httpsync-signature" in r.headers for r in receiver.received)

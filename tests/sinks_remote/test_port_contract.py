@@ -292,3 +292,17 @@ async def test_user_agent_names_httpsync_its_version_and_the_owner(portapi: Port
     agent = bulk.headers["user-agent"]
     assert agent.startswith("httpsync/") and agent.endswith(f"/{OWNER}/exporter")
     assert portapi.state.datasource[("service", "s0")] == agent
+
+
+async def test_the_token_endpoint_is_paced(portapi: PortApi) -> None:
+    # The token endpoint's limit scaled down (3 a second, bursts of 2), the sink paced to the same.
+    portapi.state.rate_limits = {"token": (3, 1.0, 2)}
+    sink = port_sink(portapi, pacer=PortPacer(token=(3, 1.0, 2)))
+    try:
+        for _ in range(6):  # every token revoked: a new one each time
+            portapi.state.revoke_tokens()
+            assert (await sink.upsert(OWNER, many(1))).failed == []
+    finally:
+        await sink.aclose()
+    assert portapi.state.token_requests == 6
+    assert portapi.state.rate_limited == 0
