@@ -332,6 +332,9 @@ def test_port_sink(helm_bin: Path, tmp_path: Path) -> None:
         "HTTPSYNC_PORT_BASE_URL": "https://api.getport.io",
         "HTTPSYNC_PORT_CLIENT_ID": {"secretKeyRef": {"name": "port-credentials", "key": "clientId"}},
         "HTTPSYNC_PORT_CLIENT_SECRET": {"secretKeyRef": {"name": "port-credentials", "key": "clientSecret"}},
+        "HTTPSYNC_PORT_CREATE_MISSING_RELATED_ENTITIES": "true",
+        "HTTPSYNC_PORT_DELETE_DEPENDENTS": "false",
+        "HTTPSYNC_PORT_RECONCILE_DRIFT": "true",
     }
 
 

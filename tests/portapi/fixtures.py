@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from httpsync.sinks.port import PortSink
+from httpsync.sinks.port import PortSink, clear_shared
 from tests.portapi import server
 
 
 @pytest.fixture
 async def portapi() -> AsyncIterator[server.PortApi]:
     """The Port emulator, fresh for each test, on 127.0.0.1 and a free port."""
+    clear_shared()  # tokens and pacers are shared per process: none from another test
     api = server.PortApi()
     await api.start()
     try:

@@ -399,6 +399,23 @@ class PortSinkSpec(Model):
         description="Port API base URL (EU https://api.getport.io, US https://api.us.getport.io).",
     )
     secret_ref: LocalObjectRef = Field(description="Secret with keys clientId and clientSecret.")
+    create_missing_related_entities: bool = Field(
+        default=True,
+        description="Let Port create an entity a relation points to that does not exist yet "
+        "(create_missing_related_entities). Off: such entities are sent again once the source's other mappings "
+        "have pushed, and fail if the related entity still does not exist.",
+    )
+    delete_dependents: bool = Field(
+        default=False,
+        description="Delete the entities that depend on an entity httpsync deletes (delete_dependents). Off: Port "
+        "refuses to delete an entity others depend on, and it is reported and kept.",
+    )
+    reconcile_drift: bool = Field(
+        default=True,
+        description="Each sync, list in Port the entities this mapping wrote (one search per blueprint) and push "
+        "again those deleted or changed in Port by hand. Off: only what changed in the API is pushed; a lost local "
+        "state still rebuilds ownership from Port.",
+    )
 
 
 class WebhookSinkSpec(Model):

@@ -34,7 +34,7 @@ from httpsync.controller.summarize import (
 )
 from httpsync.engine.client import SourceClient
 from httpsync.engine.mapping import Mapper
-from httpsync.engine.runner import run_source
+from httpsync.engine.runner import retry_deferred, run_source
 from httpsync.engine.sync import SyncStopped, sync_mapping
 from httpsync.errors import ConfigError, EngineError, SinkError
 from httpsync.http.policy import DestinationPolicy
@@ -175,6 +175,11 @@ class Reconciler:
                 concurrency=self.config.mapping_concurrency,
                 check_url=self.policy.check,
                 on_response=on_response,
+            )
+            # Entities the sink deferred (a related entity, maybe another mapping's, did not exist yet)
+            # go once more now that every mapping of the source has pushed, before the sync is judged.
+            await retry_deferred(
+                target.sink, target.state, [(o.mapping.owner, o.result) for o in ran if o.result is not None]
             )
         by_name = {o.mapping.name: o for o in ran}
         outcomes = [

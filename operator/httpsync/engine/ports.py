@@ -19,9 +19,12 @@ from httpsync.engine.types import Entity, EntityRef
 
 @dataclass(slots=True)
 class SinkReport:
-    """Outcome of one batch: the refs that failed, with a message each (not fatal to the batch)."""
+    """Outcome of one batch: the refs that failed, with a message each (not fatal to the batch), and
+    the entities the sink refused to send at all because they cannot be valid there (``invalid``:
+    counted as mapping errors, not as the sink's failures)."""
 
     failed: list[tuple[EntityRef, str]] = field(default_factory=list)
+    invalid: list[tuple[EntityRef, str]] = field(default_factory=list)
 
 
 class Sink(Protocol):

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from httpsync.api.models import EndpointResult, HttpEndpointMappingSpec, HttpSourceSpec
+from httpsync.api.models import MAX_ERROR_SAMPLES, EndpointResult, HttpEndpointMappingSpec, HttpSourceSpec
 from httpsync.engine.client import SourceClient
 from httpsync.engine.mapping import Mapper
 from httpsync.engine.ports import Sink, StateStore
@@ -113,7 +113,7 @@ async def sync_source(
         pagination = m.spec.pagination or source.pagination
         return await sync_mapping(client, m.name, m.spec, pagination, sink, state, owner=m.owner, mapper=m.mapper)
 
-    return await run_source(
+    results = await run_source(
         source,
         mappings,
         secrets,
@@ -123,3 +123,38 @@ async def sync_source(
         check_url=check_url,
         on_response=on_response,
     )
+    await retry_deferred(sink, state, [(m.owner, r) for m, r in zip(mappings, results, strict=True)])
+    return results
+
+
+async def retry_deferred(sink: Sink, state: StateStore, done: Sequence[tuple[str, EndpointResult]]) -> None:
+    """After every mapping of a source has pushed: the sink sends once more what it deferred (an
+    entity whose related entity, maybe from another mapping, did not exist yet: Port with
+    ``createMissingRelatedEntities: false``), and each result and state learn what landed.
+    ``done``: (owner, result) of each mapping of the source. A sink without the step does nothing."""
+    retry = getattr(sink, "retry_deferred", None)
+    if retry is None:
+        return
+    for owner, result in done:
+        try:
+            outcome = await retry(owner)
+            if outcome is None:
+                continue
+            landed, report = outcome
+            if landed:
+                mstate = await state.open(owner)
+                try:
+                    await mstate.commit(landed, [])
+                finally:
+                    await mstate.close()
+        except EngineError as e:
+            log.warning("mapping %s: sending the deferred entities again failed: %s", owner, redact(e.message))
+            continue
+        keys = {f"{e['blueprint']}/{e['identifier']}: " for e in landed}
+        result.entities_failed -= len(landed)
+        result.entities_upserted += len(landed)
+        result.sink_error_samples = [s for s in result.sink_error_samples if not s.startswith(tuple(keys))]
+        room = MAX_ERROR_SAMPLES - len(result.sink_error_samples)
+        again = [f"{ref.blueprint}/{ref.identifier}: {redact(message)}" for ref, message in report.failed]
+        present = {s.split(": ", 1)[0] for s in result.sink_error_samples}
+        result.sink_error_samples += [s for s in again if s.split(": ", 1)[0] not in present][: max(0, room)]

@@ -33,6 +33,7 @@ from httpsync.api.models import (
     HttpEndpointMappingSpec,
     PaginationSpec,
 )
+from httpsync.engine.drift import open_state
 from httpsync.engine.fetch import FetchCounters, iter_pages
 from httpsync.engine.mapping import Mapper, PageResult
 from httpsync.engine.ports import MappingState, Sink, StateStore
@@ -107,8 +108,7 @@ async def sync_mapping(
     mstate: MappingState | None = None
     try:
         mapper = mapper or Mapper.from_spec(mapping)
-        mstate = await state.open(owner)
-        known = await mstate.known_count()
+        mstate, known = await open_state(sink, state, owner, mapping)
         push = _Pusher(sink, mstate, owner, uuid.uuid4().hex, result)
         batch = _Batch()
         try:
@@ -233,6 +233,8 @@ class _Pusher:
             return
         report = await self.sink.upsert(self.owner, to_push, sync_id=self.sync_id)
         failed = self._record_failures(report.failed)
+        if report.invalid:
+            failed |= self._record_invalid(report.invalid)
         accepted = [e for e in to_push if (e["blueprint"], e["identifier"]) not in failed] if failed else to_push
         result.entities_upserted += len(accepted)
         await self.mstate.commit(accepted, [])
@@ -262,6 +264,14 @@ class _Pusher:
         r = self.result
         owned = r.entities_owned
         await self.sink.sync_completed(self.owner, self.sync_id, entities=owned, full=r.entities_unchanged == 0)
+
+    def _record_invalid(self, invalid: Sequence[tuple[EntityRef, str]]) -> set[tuple[str, str]]:
+        """Entities the sink would not send (they cannot be valid there): mapping errors."""
+        errors = self.result.mapping_errors
+        room = MAX_ERROR_SAMPLES - len(errors.samples)
+        errors.samples += [_sample(f"{ref[0]}/{ref[1]}: {message}") for ref, message in invalid[: max(0, room)]]
+        errors.count += len(invalid)
+        return {(ref[0], ref[1]) for ref, _ in invalid}
 
     def _record_failures(self, failures: Sequence[tuple[EntityRef, str]]) -> set[tuple[str, str]]:
         result = self.result

@@ -12,8 +12,9 @@ sinks share one local state file (:attr:`SinkSettings.state_path`).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from httpsync.api.models import SinkSpec, SinkType
@@ -32,6 +33,18 @@ WEBHOOK_SECRET_KEY = "secret"
 DEFAULT_PORT_BASE_URL = "https://api.getport.io"
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """A boolean environment variable (true/false, 1/0, yes/no); ``default`` when unset or empty."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r}: use true or false")
+
+
 @dataclass(frozen=True)
 class SinkSettings:
     """What the sinks are built from (the operator fills it from its configuration)."""
@@ -42,6 +55,11 @@ class SinkSettings:
     port_base_url: str = DEFAULT_PORT_BASE_URL
     port_client_id: str | None = None
     port_client_secret: str | None = None
+    port_create_missing_related_entities: bool = field(
+        default_factory=lambda: env_flag("HTTPSYNC_PORT_CREATE_MISSING_RELATED_ENTITIES", True)
+    )
+    port_delete_dependents: bool = field(default_factory=lambda: env_flag("HTTPSYNC_PORT_DELETE_DEPENDENTS", False))
+    port_reconcile_drift: bool = field(default_factory=lambda: env_flag("HTTPSYNC_PORT_RECONCILE_DRIFT", True))
     webhook_url: str | None = None
     webhook_secret: str | None = None
 
@@ -68,7 +86,15 @@ async def build_sink(spec: SinkSpec, secrets: SecretResolver, *, source: str) ->
         name = spec.port.secret_ref.name
         client_id = await secrets.get(name, PORT_CLIENT_ID_KEY)
         client_secret = await secrets.get(name, PORT_CLIENT_SECRET_KEY)
-        return PortSink(spec.port.base_url, client_id, client_secret)
+        port = spec.port
+        return PortSink(
+            port.base_url,
+            client_id,
+            client_secret,
+            create_missing_related_entities=port.create_missing_related_entities,
+            delete_dependents=port.delete_dependents,
+            reconcile_drift=port.reconcile_drift,
+        )
     if spec.type == SinkType.webhook:
         if spec.webhook is None:
             raise ValueError("sink.webhook is required for sink.type webhook")
@@ -87,7 +113,14 @@ def _default_sink(settings: SinkSettings) -> Sink | None:
         if not (s.port_client_id and s.port_client_secret):
             raise ConfigError("the default sink is port but HTTPSYNC_PORT_CLIENT_ID/SECRET are not set")
         register_secret(s.port_client_secret)
-        return PortSink(s.port_base_url, s.port_client_id, s.port_client_secret)
+        return PortSink(
+            s.port_base_url,
+            s.port_client_id,
+            s.port_client_secret,
+            create_missing_related_entities=s.port_create_missing_related_entities,
+            delete_dependents=s.port_delete_dependents,
+            reconcile_drift=s.port_reconcile_drift,
+        )
     if s.default_sink == "webhook":
         if not s.webhook_url:
             raise ConfigError("the default sink is webhook but HTTPSYNC_WEBHOOK_URL is not set")
