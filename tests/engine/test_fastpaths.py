@@ -198,7 +198,8 @@ def test_plain_bodies_skip_jq() -> None:
     data_path = DataPath.compile(".items", "selector.dataPath")
     assert data_path._walk(body) is body["items"]
     assert jqfast.plain_json(body)
-    for unplain in ("x\ud800", float("nan"), float("inf"), 2**53 + 1, -(2**53) - 1):
+    assert jqfast.plain_json({"items": [{"v": [2**53 + 1, -(2**70)]}]})  # jq 1.7 keeps integer literals
+    for unplain in ("x\ud800", float("nan"), float("inf")):
         assert not jqfast.plain_json({"items": [{"v": [unplain]}]}), unplain
         assert data_path._walk({"items": [{"v": [unplain]}]}) is _NOT_WALKED
     assert not jqfast.plain_json({"items": [], "\udc00": 1})

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ import httpx
 from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
 from httpsync.engine import jqfast
 from httpsync.engine.client import SourceClient
-from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type, normalize_path
+from httpsync.engine.jqutil import all_exact, compile_jq, first_exact, jq_error_line, json_type, normalize_path
 from httpsync.engine.pagination import PageRequest, PaginationPlan, a_json_type
 from httpsync.engine.url import fill_placeholders, format_param_value, merge_query, placeholder_names
 from httpsync.errors import ConfigError, DataPathError, ResponseFormatError
@@ -127,7 +128,7 @@ class DataPath:
 
     def _jq(self, body: Any, where: str) -> Any:
         try:
-            outputs = self.program.input_value(body).all()
+            outputs = all_exact(self.program, body)
         except ValueError as e:
             detail = redact(jq_error_line(e))
             raise DataPathError(
@@ -375,9 +376,10 @@ def _parameter_value(parameter: PathParameter, item: Any, where: str) -> Any:
     """The placeholder value of one parent item; None to skip the item."""
     prefix = f"selector.pathParameters.{parameter.name}"
     try:
-        if parameter.filter is not None and parameter.filter.input_value(item).first() is not True:
+        text = json.dumps(item)
+        if parameter.filter is not None and first_exact(parameter.filter, text) is not True:
             return None
-        value = parameter.field.input_value(item).first()
+        value = first_exact(parameter.field, text)
     except StopIteration:
         return None
     except ValueError as e:

@@ -31,7 +31,7 @@ import jq
 from httpsync.api.models import EntityMappingSpec, HttpEndpointMappingSpec
 from httpsync.engine import jqfast, jqscope
 from httpsync.engine.jqfast import Fallback, SimpleExpr
-from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type
+from httpsync.engine.jqutil import compile_jq, first_exact, jq_error_line, json_type
 from httpsync.engine.types import Entity
 from httpsync.errors import InvalidJqError
 
@@ -492,14 +492,14 @@ class Mapper:
     def _run(prog: Any, batch: list[Any]) -> list[Any]:
         """One jq run over a batch; an item jq cannot read gets a ``{"p": message}`` result."""
         try:
-            return prog.input_text(_dumps(batch)).first()  # type: ignore[no-any-return]
+            return first_exact(prog, _dumps(batch))  # type: ignore[no-any-return]
         except (ValueError, UnicodeEncodeError) as e:
             if len(batch) == 1:
                 return [[{"p": str(e)}]]
         out: list[Any] = []
         for item in batch:
             try:
-                out.append(prog.input_text(_dumps([item])).first()[0])
+                out.append(first_exact(prog, _dumps([item]))[0])
             except (ValueError, UnicodeEncodeError) as e:
                 out.append([{"p": str(e)}])
         return out

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -43,7 +44,7 @@ import httpx
 
 from httpsync.api.models import PaginationSpec, PaginationType
 from httpsync.engine import jqfast
-from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type, normalize_path
+from httpsync.engine.jqutil import compile_jq, first_exact, jq_error_line, json_type, normalize_path
 from httpsync.engine.url import merge_query, same_origin
 from httpsync.errors import ConfigError, PaginationError
 from httpsync.http.redact import redact
@@ -250,7 +251,7 @@ class Paginator:
             with contextlib.suppress(jqfast.Fallback):
                 return jqfast.normalize(jqfast.walk(body, path.steps))
         try:
-            return path.program.input_value(body).first()
+            return first_exact(path.program, json.dumps(body))
         except StopIteration:
             return None
         except ValueError as e:

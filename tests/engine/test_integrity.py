@@ -1,0 +1,147 @@
+"""Data integrity against a real loopback API serving exact bytes (issue 11 §2, deep nesting of §1):
+large integer ids, a lone surrogate in one item, deep nesting, duplicates, a premature end."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from httpsync.api.models import EndpointResult, HttpEndpointMappingSpec, PaginationSpec
+from httpsync.engine.client import SourceClient
+from httpsync.engine.sync import sync_mapping
+from httpsync.sinks import Catalog
+from tests.loopback import LoopbackServer
+from tests.testapi.fixtures import StaticSecrets, source_spec
+
+OWNER = "default/items"
+
+
+class RawApi(LoopbackServer):
+    """Serves ``pages[path]``: exact bytes, page ``?page=N`` (1-based; page 1 without it); a page
+    beyond the list is ``empty`` (an empty list of items by default)."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, list[bytes]] = {}
+        self.empty = b"[]"
+        self.requests = 0
+        app = web.Application()
+        app.router.add_get("/{path:.*}", self._handle)
+        super().__init__(app)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        pages = self.pages.get("/" + request.match_info["path"])
+        if pages is None:
+            return web.Response(status=404)
+        n = int(request.query.get("page", "1"))
+        body = pages[n - 1] if n <= len(pages) else self.empty
+        return web.Response(body=body, content_type="application/json")
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[RawApi]:
+    async with RawApi() as a:
+        yield a
+
+
+@pytest.fixture
+async def catalog(tmp_path: Path) -> AsyncIterator[Catalog]:
+    c = await Catalog.open(tmp_path / "c.db")
+    yield c
+    await c.aclose()
+
+
+def spec(kind: str = "/items", *, data_path: str | None = None, **mappings: Any) -> HttpEndpointMappingSpec:
+    selector: dict[str, Any] = {"query": "true"}
+    if data_path is not None:
+        selector["dataPath"] = data_path
+    return HttpEndpointMappingSpec.model_validate(
+        {
+            "sourceRef": {"name": "src"},
+            "kind": kind,
+            "selector": selector,
+            "mappings": {"identifier": ".id | tostring", "blueprint": '"item"', **mappings},
+        }
+    )
+
+
+async def sync(
+    api: RawApi, catalog: Catalog, m: HttpEndpointMappingSpec, pagination: PaginationSpec | None = None
+) -> EndpointResult:
+    async with await SourceClient.create(source_spec(api.url, retry={"maxRetries": 0}), StaticSecrets()) as client:
+        return await sync_mapping(
+            client, "items", m, pagination or PaginationSpec(), catalog.sink, catalog.state, owner=OWNER
+        )
+
+
+async def entities(catalog: Catalog) -> dict[str, dict[str, Any]]:
+    return {e["identifier"]: e for e in await catalog.sink.list_entities()}
+
+
+# --------------------------------------------------------------------------- large integers
+
+BIG = [12345678901234567891, 12345678901234567892, 12345678901234567893]  # beyond 2**63 and 2**53
+MID = [9007199254740993, 9007199254740995, 9007199254740997]  # between 2**53 and 2**63
+
+
+def _big_items(ids: list[int]) -> bytes:
+    return ("[" + ",".join(f'{{"id": {i}, "n": {i}, "name": "x{k}"}}' for k, i in enumerate(ids)) + "]").encode()
+
+
+@pytest.mark.parametrize("ids", [BIG, MID], ids=["beyond-2^63", "beyond-2^53"])
+@pytest.mark.parametrize("wrapped", [False, True], ids=["top-level", "dataPath"])
+@pytest.mark.parametrize(
+    "mappings",
+    [
+        {"properties": {"n": ".n"}},  # every expression simple: the fast path
+        {"title": ".name | ascii_upcase", "properties": {"n": ".n", "m": "[.n][0]"}},  # jq for some fields
+        {"identifier": '(.id | tostring) + ""', "properties": {"n": ".n"}},  # jq for the identifier
+    ],
+    ids=["fast", "jq-fields", "jq-identifier"],
+)
+async def test_large_integer_ids_keep_every_digit(
+    api: RawApi, catalog: Catalog, ids: list[int], wrapped: bool, mappings: dict[str, Any]
+) -> None:
+    body = _big_items(ids)
+    api.pages["/items"] = [b'{"items": ' + body + b', "total": 3}' if wrapped else body]
+    r = await sync(api, catalog, spec(data_path=".items" if wrapped else None, **mappings))
+    assert (r.outcome, r.entities, r.entities_upserted, r.mapping_error_count) == ("Succeeded", 3, 3, 0), r
+    got = await entities(catalog)
+    assert sorted(got) == [str(i) for i in ids]
+    assert [got[str(i)]["properties"]["n"] for i in ids] == ids  # the property keeps the integer too
+    r = await sync(api, catalog, spec(data_path=".items" if wrapped else None, **mappings))
+    assert (r.entities_upserted, r.entities_unchanged) == (0, 3)
+
+
+async def test_large_integer_ids_through_a_jq_data_path(api: RawApi, catalog: Catalog) -> None:
+    api.pages["/items"] = [b'{"data": {"items": ' + _big_items(BIG) + b"}}"]
+    r = await sync(api, catalog, spec(data_path=".data | .items | map(select(.id != null))"))
+    assert (r.outcome, r.entities) == ("Succeeded", 3), r
+    assert sorted(await entities(catalog)) == [str(i) for i in BIG]
+
+
+async def test_a_large_integer_cursor_is_sent_back_exactly(api: RawApi, catalog: Catalog) -> None:
+    cursor = 12345678901234567891
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        c = request.query.get("cursor")
+        seen.append(c or "")
+        if c is None:
+            return web.json_response(text=f'{{"data": [{{"id": 1}}], "next": {cursor}}}')
+        return web.json_response(text='{"data": [{"id": 2}], "next": null}')
+
+    app = web.Application()
+    app.router.add_get("/c", handle)
+    async with LoopbackServer(app) as server:
+        async with await SourceClient.create(source_spec(server.url), StaticSecrets()) as client:
+            pagination = PaginationSpec.model_validate({"type": "cursor", "cursorPath": ".next"})
+            r = await sync_mapping(
+                client, "c", spec("/c", data_path=".data"), pagination, catalog.sink, catalog.state, owner=OWNER
+            )
+    assert (r.outcome, r.entities) == ("Succeeded", 2), r
+    assert seen == ["", str(cursor)]
