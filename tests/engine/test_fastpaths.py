@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from httpsync.engine import jqfast
+from httpsync.engine import jqfast, jsoncodec
 from httpsync.engine.fetch import _NOT_WALKED, DataPath
 from httpsync.engine.pagination import PaginationPlan, _Path
 from httpsync.errors import DataPathError, PaginationError
@@ -168,6 +168,8 @@ def test_data_path_fast_path_equals_jq(expr: str) -> None:
     assert fast.steps is not None, "a plain path takes the fast path"
     slow = _jq_only(fast)
     for body in BODIES:
+        if jsoncodec.has_lone_surrogate(body):
+            continue  # jq refuses the whole body, the plain path walks it (tests/engine/test_integrity.py)
         where = "GET http://api/items"
         got, want = _outcome(fast.extract, body, where), _outcome(slow.extract, body, where)
         # Equal values (jq turns 2.0 into 2, equal in Python; the mapper normalizes item values anyway).
@@ -184,6 +186,8 @@ def test_pagination_fast_path_equals_jq(expr: str) -> None:
     slow = _jq_only(fast)
     paginator = plan.start("http://api/items")
     for body in BODIES:
+        if jsoncodec.has_lone_surrogate(body):
+            continue  # jq refuses the whole body, the plain path walks it (tests/engine/test_integrity.py)
         got, want = _outcome(paginator._value, fast, body), _outcome(paginator._value, slow, body)
         assert got[0] == want[0], f"{expr} on {body!r}: {got} != {want}"
         if got[0] == "value":

@@ -145,3 +145,36 @@ async def test_a_large_integer_cursor_is_sent_back_exactly(api: RawApi, catalog:
             )
     assert (r.outcome, r.entities) == ("Succeeded", 2), r
     assert seen == ["", str(cursor)]
+
+
+# --------------------------------------------------------------------------- a lone surrogate
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["top-level", "dataPath"])
+@pytest.mark.parametrize("mappings", [{"title": ".name"}, {"title": ".name | ascii_downcase"}], ids=["fast", "jq"])
+async def test_a_lone_surrogate_skips_its_item_only(
+    api: RawApi, catalog: Catalog, wrapped: bool, mappings: dict[str, Any]
+) -> None:
+    items = b'[{"id": 1, "name": "a"}, {"id": 2, "name": "bad \\ud800 name"}, {"id": 3, "name": "c"}]'
+    api.pages["/items"] = [b'{"items": ' + items + b"}" if wrapped else items]
+    r = await sync(api, catalog, spec(data_path=".items" if wrapped else None, **mappings))
+    assert (r.outcome, r.reason, r.items_fetched, r.entities, r.mapping_error_count) == ("Succeeded", None, 3, 2, 1), r
+    assert "lone UTF-16 surrogate" in r.mapping_error_samples[0], r.mapping_error_samples
+    assert sorted(await entities(catalog)) == ["1", "3"]
+
+
+async def test_a_lone_surrogate_under_a_jq_data_path_says_what_is_wrong(api: RawApi, catalog: Catalog) -> None:
+    api.pages["/items"] = [b'{"items": [{"id": 1}, {"id": 2, "name": "\\ud800"}]}']
+    r = await sync(api, catalog, spec(data_path=".items | map(.)"))
+    assert (r.outcome, r.reason) == ("Failed", "InvalidResponse"), r
+    assert "lone UTF-16 surrogate" in (r.message or "") and "plain path" in (r.message or "")
+
+
+async def test_a_lone_surrogate_does_not_break_pagination(api: RawApi, catalog: Catalog) -> None:
+    api.pages["/items"] = [
+        b'{"items": [{"id": 1}, {"id": 2, "name": "\\ud800"}], "last": 2}',
+        b'{"items": [{"id": 3}, {"id": 4}], "last": 2}',
+    ]
+    pagination = PaginationSpec.model_validate({"type": "page", "pageSize": 2, "lastPagePath": ".last"})
+    r = await sync(api, catalog, spec(data_path=".items", title=".name"), pagination)
+    assert (r.outcome, r.pages, r.entities, r.mapping_error_count) == ("Succeeded", 2, 3, 1), r

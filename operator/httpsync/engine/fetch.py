@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 
 from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
-from httpsync.engine import jqfast
+from httpsync.engine import jqfast, jsoncodec
 from httpsync.engine.client import SourceClient
 from httpsync.engine.jqutil import all_exact, compile_jq, first_exact, jq_error_line, json_type, normalize_path
 from httpsync.engine.pagination import PageRequest, PaginationPlan, a_json_type
@@ -130,6 +130,8 @@ class DataPath:
         try:
             outputs = all_exact(self.program, body)
         except ValueError as e:
+            if jsoncodec.has_lone_surrogate(body):
+                return self._unreadable(body, where)
             detail = redact(jq_error_line(e))
             raise DataPathError(
                 f"{self.field} {self.expr!r} failed on the response of {where} ({a_json_type(body)}): "
@@ -141,6 +143,18 @@ class DataPath:
                 f"of {where}; wrap it in [ ] to collect them{_keys_hint(body)}"
             )
         return outputs[0]
+
+    def _unreadable(self, body: Any, where: str) -> Any:
+        """The items of a body jq cannot read (a lone surrogate somewhere): a plain path is walked in
+        Python, so only the items holding one fail (the mapper reports them); jq paths cannot."""
+        if self.steps is not None:
+            with contextlib.suppress(jqfast.Fallback):
+                return jqfast.walk(body, self.steps)
+        raise ResponseFormatError(
+            f"{self.field} {self.expr!r} cannot run on the response of {where}: it holds "
+            f"{jsoncodec.LONE_SURROGATE}, and jq refuses the whole response; a plain path "
+            "(such as .items) skips only the items holding one"
+        )
 
 
 _NOT_WALKED = object()

@@ -71,3 +71,29 @@ def compact(value: Any) -> str:
     if b"null" in data and _has_non_finite(value):
         return _STDLIB_COMPACT.encode(value)
     return data.decode()
+
+
+def _bad_str(s: str) -> bool:
+    if s.isascii():
+        return False
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a decoded value holds a string (or key) with a lone UTF-16 surrogate (``"\\ud800"``),
+    which is valid JSON text but no Unicode: jq refuses the whole input holding one."""
+    t = type(value)
+    if t is str:
+        return _bad_str(value)
+    if t is dict:
+        return any(_bad_str(k) or has_lone_surrogate(v) for k, v in value.items())
+    if t is list:
+        return any(has_lone_surrogate(v) for v in value)
+    return False
+
+
+LONE_SURROGATE = "a string holding a lone UTF-16 surrogate escape (such as \\ud800), which is no valid Unicode"

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import jq
 
 from httpsync.api.models import EntityMappingSpec, HttpEndpointMappingSpec
-from httpsync.engine import jqfast, jqscope
+from httpsync.engine import jqfast, jqscope, jsoncodec
 from httpsync.engine.jqfast import Fallback, SimpleExpr
 from httpsync.engine.jqutil import compile_jq, first_exact, jq_error_line, json_type
 from httpsync.engine.types import Entity
@@ -561,6 +561,8 @@ def _project(items: list[Any], fields: tuple[str, ...] | None) -> list[Any]:
 
 
 def _unreadable(message: str) -> str:
+    if "surrogate" in message:
+        message = f"it holds {jsoncodec.LONE_SURROGATE}"
     return f"the item cannot be read by jq: {message}"
 
 

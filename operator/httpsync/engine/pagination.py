@@ -43,7 +43,7 @@ from urllib.parse import urljoin
 import httpx
 
 from httpsync.api.models import PaginationSpec, PaginationType
-from httpsync.engine import jqfast
+from httpsync.engine import jqfast, jsoncodec
 from httpsync.engine.jqutil import compile_jq, first_exact, jq_error_line, json_type, normalize_path
 from httpsync.engine.url import merge_query, same_origin
 from httpsync.errors import ConfigError, PaginationError
@@ -255,6 +255,10 @@ class Paginator:
         except StopIteration:
             return None
         except ValueError as e:
+            if path.steps is not None and jsoncodec.has_lone_surrogate(body):
+                # jq refuses the whole body; the path itself may be fine (the bad string is in an item).
+                with contextlib.suppress(jqfast.Fallback):
+                    return jqfast.normalize(jqfast.walk(body, path.steps))
             detail = redact(jq_error_line(e))
             raise PaginationError(
                 f"{path.field} {path.expr!r} failed on the response of {self.display(self._current)} "
