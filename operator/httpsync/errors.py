@@ -71,6 +71,12 @@ class ResponseFormatError(EngineError):
     reason = "InvalidResponse"
 
 
+class ResponseTooDeepError(ResponseFormatError):
+    """The response is nested deeper than httpsync reads (a hostile or broken API)."""
+
+    reason = "ResponseTooDeep"
+
+
 class DataPathError(ResponseFormatError):
     """The dataPath finds no array where the response is JSON: the mapping must change."""
 

@@ -178,3 +178,33 @@ async def test_a_lone_surrogate_does_not_break_pagination(api: RawApi, catalog: 
     pagination = PaginationSpec.model_validate({"type": "page", "pageSize": 2, "lastPagePath": ".last"})
     r = await sync(api, catalog, spec(data_path=".items", title=".name"), pagination)
     assert (r.outcome, r.pages, r.entities, r.mapping_error_count) == ("Succeeded", 2, 3, 1), r
+
+
+# --------------------------------------------------------------------------- deep nesting
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"1" + b"]" * depth
+
+
+@pytest.mark.parametrize("depth", [2000, 10000])
+@pytest.mark.parametrize("wrapped", [False, True], ids=["top-level", "dataPath"])
+async def test_a_deeply_nested_body_fails_the_endpoint_clearly(
+    api: RawApi, catalog: Catalog, depth: int, wrapped: bool
+) -> None:
+    items = b'[{"id": 1}, {"id": 2, "unmapped": ' + _nested(depth) + b"}]"
+    api.pages["/items"] = [b'{"items": ' + items + b"}" if wrapped else items]
+    r = await sync(api, catalog, spec(data_path=".items" if wrapped else None))
+    assert (r.outcome, r.reason) == ("Failed", "ResponseTooDeep"), r
+    assert "nested" in (r.message or "") and "Traceback" not in (r.message or "")
+
+
+@pytest.mark.parametrize("mappings", [{"properties": {"deep": ".deep"}}, {"properties": {"deep": ".deep | ."}}])
+async def test_a_deeply_nested_mapped_property_fails_its_item_only(
+    api: RawApi, catalog: Catalog, mappings: dict[str, Any]
+) -> None:
+    api.pages["/items"] = [b'[{"id": 1, "deep": 1}, {"id": 2, "deep": ' + _nested(500) + b'}, {"id": 3}]']
+    r = await sync(api, catalog, spec(**mappings))
+    assert (r.outcome, r.entities, r.mapping_error_count) == ("Succeeded", 2, 1), r
+    assert "mappings.properties.deep" in r.mapping_error_samples[0] and "nested" in r.mapping_error_samples[0]
+    assert sorted(await entities(catalog)) == ["1", "3"]

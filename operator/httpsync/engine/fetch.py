@@ -46,7 +46,7 @@ from httpsync.engine.client import SourceClient
 from httpsync.engine.jqutil import all_exact, compile_jq, first_exact, jq_error_line, json_type, normalize_path
 from httpsync.engine.pagination import PageRequest, PaginationPlan, a_json_type
 from httpsync.engine.url import fill_placeholders, format_param_value, merge_query, placeholder_names
-from httpsync.errors import ConfigError, DataPathError, ResponseFormatError
+from httpsync.errors import ConfigError, DataPathError, ResponseFormatError, ResponseTooDeepError
 from httpsync.http.redact import redact
 
 MAX_KEYS_SHOWN = 20
@@ -129,6 +129,13 @@ class DataPath:
     def _jq(self, body: Any, where: str) -> Any:
         try:
             outputs = all_exact(self.program, body)
+        except RecursionError:
+            if self.steps is not None:
+                with contextlib.suppress(jqfast.Fallback):
+                    return jqfast.walk(body, self.steps)
+            raise ResponseTooDeepError(
+                f"{self.field} {self.expr!r} cannot run on the response of {where}: it is nested too deeply"
+            ) from None
         except ValueError as e:
             if jsoncodec.has_lone_surrogate(body):
                 return self._unreadable(body, where)

@@ -258,6 +258,9 @@ def plain_json(body: Any) -> bool:
     last = _last_checked
     if last[0] is body:
         return last[1]
-    answer = _plain(body)
+    try:
+        answer = _plain(body)
+    except RecursionError:  # nested very deeply: jq takes it (it reads deeper than Python recurses)
+        answer = False
     _last_checked = (body, answer)
     return answer

@@ -392,7 +392,7 @@ class Mapper:
         for i in todo:
             try:
                 outcomes[i] = build(units[i], rows.get(i))
-            except Fallback:
+            except (Fallback, RecursionError):  # RecursionError: a value nested very deeply
                 rerun.append(i)
             except MappingError as e:
                 outcomes[i] = str(e)
@@ -493,14 +493,14 @@ class Mapper:
         """One jq run over a batch; an item jq cannot read gets a ``{"p": message}`` result."""
         try:
             return first_exact(prog, _dumps(batch))  # type: ignore[no-any-return]
-        except (ValueError, UnicodeEncodeError) as e:
+        except (ValueError, UnicodeEncodeError, RecursionError) as e:
             if len(batch) == 1:
                 return [[{"p": str(e)}]]
         out: list[Any] = []
         for item in batch:
             try:
                 out.append(first_exact(prog, _dumps([item]))[0])
-            except (ValueError, UnicodeEncodeError) as e:
+            except (ValueError, UnicodeEncodeError, RecursionError) as e:
                 out.append([{"p": str(e)}])
         return out
 
@@ -563,6 +563,8 @@ def _project(items: list[Any], fields: tuple[str, ...] | None) -> list[Any]:
 def _unreadable(message: str) -> str:
     if "surrogate" in message:
         message = f"it holds {jsoncodec.LONE_SURROGATE}"
+    elif "recursion" in message:
+        message = "it is nested too deeply"
     return f"the item cannot be read by jq: {message}"
 
 

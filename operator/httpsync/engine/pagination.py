@@ -46,7 +46,7 @@ from httpsync.api.models import PaginationSpec, PaginationType
 from httpsync.engine import jqfast, jsoncodec
 from httpsync.engine.jqutil import compile_jq, first_exact, jq_error_line, json_type, normalize_path
 from httpsync.engine.url import merge_query, same_origin
-from httpsync.errors import ConfigError, PaginationError
+from httpsync.errors import ConfigError, PaginationError, ResponseTooDeepError
 from httpsync.http.redact import redact
 
 PageRequest = tuple[str, dict[str, str]]
@@ -254,6 +254,14 @@ class Paginator:
             return first_exact(path.program, json.dumps(body))
         except StopIteration:
             return None
+        except RecursionError:
+            if path.steps is not None:
+                with contextlib.suppress(jqfast.Fallback, RecursionError):
+                    return jqfast.normalize(jqfast.walk(body, path.steps))
+            raise ResponseTooDeepError(
+                f"{path.field} {path.expr!r} cannot run on the response of {self.display(self._current)}: "
+                "it is nested too deeply"
+            ) from None
         except ValueError as e:
             if path.steps is not None and jsoncodec.has_lone_surrogate(body):
                 # jq refuses the whole body; the path itself may be fine (the bad string is in an item).

@@ -33,6 +33,7 @@ from httpsync.api.models import (
     HttpEndpointMappingSpec,
     PaginationSpec,
 )
+from httpsync.engine import jsoncodec
 from httpsync.engine.fetch import FetchCounters, iter_pages
 from httpsync.engine.mapping import Mapper, PageResult
 from httpsync.engine.ports import MappingState, Sink, StateStore
@@ -65,8 +66,42 @@ def _sample(message: str) -> str:
 
 async def map_items(mapper: Mapper, items: list[Any]) -> PageResult:
     if mapper.fast_path and len(items) <= INLINE_ITEMS:
-        return mapper.map_page(items)
-    return await asyncio.to_thread(mapper.map_page, items)
+        return _bounded(mapper.map_page(items))
+    return _bounded(await asyncio.to_thread(mapper.map_page, items))
+
+
+def _bounded(page: PageResult) -> PageResult:
+    """The page without the entities holding a value nested more than
+    :data:`~httpsync.engine.jsoncodec.MAX_VALUE_DEPTH` levels (each a mapping error naming the field):
+    every sink, and the change-detection hash, encodes every entity."""
+    kept: list[Entity] = []
+    for e in page.entities:
+        deep = _deep_field(e)
+        if deep is None:
+            kept.append(e)
+        else:
+            page.errors.append(
+                f"mappings.{deep}: the value is nested more than {jsoncodec.MAX_VALUE_DEPTH} levels deep "
+                f"(entity {e['blueprint']}/{e['identifier']})"
+            )
+    if len(kept) < len(page.entities):
+        page.entities = kept
+    return page
+
+
+def _deep_field(e: Entity) -> str | None:
+    """The field of ``e`` holding a value nested too deeply, if any (only arrays and objects are looked at)."""
+    for group in ("properties", "relations"):
+        for name, value in e.get(group, {}).items():
+            t = type(value)
+            if (t is dict or t is list) and jsoncodec.too_deep(value):
+                return f"{group}.{name}"
+    for name in ("title", "team", "icon"):
+        value = e.get(name)
+        t = type(value)
+        if (t is dict or t is list) and jsoncodec.too_deep(value):
+            return name
+    return None
 
 
 def _percent(part: int, whole: int) -> str:
