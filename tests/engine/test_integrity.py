@@ -208,3 +208,36 @@ async def test_a_deeply_nested_mapped_property_fails_its_item_only(
     assert (r.outcome, r.entities, r.mapping_error_count) == ("Succeeded", 2, 1), r
     assert "mappings.properties.deep" in r.mapping_error_samples[0] and "nested" in r.mapping_error_samples[0]
     assert sorted(await entities(catalog)) == ["1", "3"]
+
+
+# --------------------------------------------------------------------------- duplicate identifiers
+
+
+def _items(*pairs: tuple[int, str]) -> bytes:
+    return ("[" + ",".join(f'{{"id": {i}, "name": "{n}"}}' for i, n in pairs) + "]").encode()
+
+
+async def test_duplicates_on_one_page_keep_the_first_and_are_counted(api: RawApi, catalog: Catalog) -> None:
+    api.pages["/items"] = [_items((1, "first"), (2, "b"), (1, "second"), (1, "third"))]
+    m = spec(title=".name")
+    r = await sync(api, catalog, m)
+    assert (r.outcome, r.entities, r.entities_upserted, r.entities_duplicate) == ("Succeeded", 2, 2, 2), r
+    assert r.mapping_error_count == 2 and "item/1 is produced by more than one item" in r.mapping_error_samples[0]
+    assert (await entities(catalog))["1"]["title"] == "first"
+    assert r.to_json()["entitiesDuplicate"] == 2
+    r = await sync(api, catalog, m)
+    assert (r.entities, r.entities_upserted, r.entities_unchanged, r.entities_duplicate) == (2, 0, 2, 2)
+
+
+async def test_duplicates_on_different_pages_are_not_re_upserted_each_sync(api: RawApi, catalog: Catalog) -> None:
+    api.pages["/items"] = [_items((1, "first"), (2, "b")), _items((3, "c"), (1, "second")), _items((1, "third"))]
+    m = spec(title=".name")
+    pagination = PaginationSpec.model_validate({"type": "page", "pageSize": 2})
+    r = await sync(api, catalog, m, pagination)
+    assert (r.outcome, r.pages, r.entities, r.entities_upserted, r.entities_duplicate) == ("Succeeded", 3, 3, 3, 2), r
+    assert (await entities(catalog))["1"]["title"] == "first"
+    for _ in range(2):
+        r = await sync(api, catalog, m, pagination)
+        assert (r.entities, r.entities_upserted, r.entities_unchanged, r.entities_deleted) == (3, 0, 3, 0), r
+        assert r.entities_duplicate == 2
+    assert (await entities(catalog))["1"]["title"] == "first"

@@ -86,10 +86,20 @@ async def test_a_changed_entity_whose_push_failed_is_not_stale(store: SqliteStat
     assert (await counts(store, "o", [ent("a", v=2)]))[0] == 1  # pushed again next time
 
 
-async def test_duplicates_within_a_batch_last_one_wins(store: SqliteStateStore) -> None:
+async def test_duplicates_within_a_batch_first_one_wins(store: SqliteStateStore) -> None:
     pushed, unchanged, _ = await sync_once(store, "o", [ent("a", v=1), ent("a", v=2)])
-    assert ([e["properties"] for e in pushed], unchanged) == ([{"v": 2}], 0)
-    assert await counts(store, "o", [ent("a", v=2)]) == (0, 1, [])
+    assert ([e["properties"] for e in pushed], unchanged) == ([{"v": 1}], 0)
+    assert await counts(store, "o", [ent("a", v=1)]) == (0, 1, [])
+
+
+async def test_duplicates_across_batches_first_one_wins_and_are_named(store: SqliteStateStore) -> None:
+    state = await store.open("o")
+    to_push, _ = await state.diff([ent("a", v=1), ent("b")])
+    await state.commit(to_push, [])
+    assert await state.diff([ent("a", v=2), ent("c"), ent("c")]) == ([ent("c")], 0)
+    assert state.take_duplicates() == [EntityRef("user", "c"), EntityRef("user", "a")]
+    assert state.take_duplicates() == []
+    await state.close()
 
 
 async def test_state_survives_a_restart(tmp_path: Path) -> None:

@@ -49,7 +49,13 @@ class MappingState(Protocol):
     """Change-detection memory of one mapping for the duration of one sync."""
 
     async def diff(self, entities: Sequence[Entity]) -> tuple[list[Entity], int]:
-        """Mark entities as seen in this sync; return (those to push, count unchanged)."""
+        """Mark entities as seen in this sync; return (those to push, count unchanged). An entity
+        seen before in this sync (the same blueprint and identifier) is a duplicate: the first one
+        wins, later ones are neither pushed nor counted (see :meth:`take_duplicates`)."""
+        ...
+
+    def take_duplicates(self) -> list[EntityRef]:
+        """The duplicates the diffs met since the last call (one ref per duplicate item)."""
         ...
 
     async def known_count(self) -> int:

@@ -152,10 +152,7 @@ async def sync_mapping(
                     _check(stop)
                     page = await map_items(mapper, items)
                     _count_page(page, result)
-                    if not batch.add(page.entities):
-                        _check(stop)
-                        await push.flush(batch)
-                        batch.add(page.entities)
+                    batch.add(page.entities)
                     if len(batch) >= FLUSH_ENTITIES:
                         _check(stop)
                         await push.flush(batch)
@@ -205,33 +202,23 @@ def _check(stop: asyncio.Event | None) -> None:
 
 
 class _Batch:
-    """Mapped entities waiting to be diffed, pushed and committed together."""
+    """Mapped entities waiting to be diffed, pushed and committed together (a duplicate, in the
+    batch or across batches, is the state's to find: the first one wins)."""
 
-    __slots__ = ("entities", "keys")
+    __slots__ = ("entities",)
 
     def __init__(self) -> None:
         self.entities: list[Entity] = []
-        self.keys: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
         return len(self.entities)
 
-    def add(self, entities: list[Entity]) -> bool:
-        """Add a page's entities, or nothing (False) when one of them is already waiting: the batch is
-        flushed first, so an entity met again on a later page is diffed against what was committed
-        for the first one, exactly as when each page was pushed on its own."""
-        if not entities:
-            return True
-        keys = [(e["blueprint"], e["identifier"]) for e in entities]
-        if self.entities and not self.keys.isdisjoint(keys):
-            return False
+    def add(self, entities: list[Entity]) -> None:
         self.entities += entities
-        self.keys.update(keys)
-        return True
 
     def take(self) -> list[Entity]:
         entities = self.entities
-        self.entities, self.keys = [], set()
+        self.entities = []
         return entities
 
 
@@ -261,8 +248,11 @@ class _Pusher:
         if not entities:
             return
         result = self.result
-        result.entities += len(entities)
         to_push, unchanged = await self.mstate.diff(entities)
+        duplicates = self.mstate.take_duplicates()
+        result.entities += len(entities) - len(duplicates)
+        if duplicates:
+            self._record_duplicates(duplicates)
         result.entities_unchanged += unchanged
         if not to_push:
             return
@@ -297,6 +287,17 @@ class _Pusher:
         r = self.result
         owned = r.entities_owned
         await self.sink.sync_completed(self.owner, self.sync_id, entities=owned, full=r.entities_unchanged == 0)
+
+    def _record_duplicates(self, duplicates: list[EntityRef]) -> None:
+        """Duplicates count as mapping errors too (an item was skipped), with a sample each."""
+        result = self.result
+        result.entities_duplicate += len(duplicates)
+        errors = result.mapping_errors
+        errors.count += len(duplicates)
+        for b, i in duplicates[: max(0, MAX_ERROR_SAMPLES - len(errors.samples))]:
+            errors.samples.append(
+                _sample(f"mappings.identifier: {b}/{i} is produced by more than one item; the first one is kept")
+            )
 
     def _record_failures(self, failures: Sequence[tuple[EntityRef, str]]) -> set[tuple[str, str]]:
         result = self.result

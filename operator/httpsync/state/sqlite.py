@@ -30,18 +30,37 @@ class SqliteMappingState:
         self.generation = generation
         self._known = known
         self._pending: dict[tuple[str, str], bytes] = {}  # hashes of entities returned by diff, until commit
+        self._duplicates: list[EntityRef] = []
 
     async def diff(self, entities: Sequence[Entity]) -> tuple[list[Entity], int]:
+        """See :meth:`httpsync.engine.ports.MappingState.diff`. An entity already seen in this sync
+        (earlier in the batch, or in an earlier batch) is a duplicate: the first one wins, the others
+        are neither pushed nor counted, and :meth:`take_duplicates` names them."""
         owner, generation = self.owner, self.generation
+        pending = self._pending
+        first: dict[tuple[str, str], Entity] = {}
+        duplicates = self._duplicates
+        for e in entities:
+            key = (e["blueprint"], e["identifier"])
+            if key in first or key in pending:
+                duplicates.append(EntityRef(*key))
+            else:
+                first[key] = e
 
-        def run(conn: sqlite3.Connection) -> tuple[list[tuple[str, str, bytes, Entity]], int]:
-            latest: dict[tuple[str, str], Entity] = {}
-            for e in entities:  # a duplicate within the batch: the last one wins
-                latest[(e["blueprint"], e["identifier"])] = e
-            rows = [(b, i, entity_hash(e)) for (b, i), e in latest.items()]
+        def run(conn: sqlite3.Connection) -> tuple[list[tuple[str, str, bytes, Entity]], int, list[tuple[str, str]]]:
+            rows = [(b, i, entity_hash(e)) for (b, i), e in first.items()]
             with transaction(conn):
                 conn.execute("DELETE FROM temp.batch")
                 conn.executemany("INSERT INTO temp.batch VALUES (?, ?, ?)", rows)
+                # Seen in an earlier batch of this sync (stamped with its generation): duplicates.
+                seen = conn.execute(
+                    "SELECT b.blueprint, b.identifier FROM temp.batch b JOIN sync_state s "
+                    "ON s.owner = ? AND s.blueprint = b.blueprint AND s.identifier = b.identifier "
+                    "AND s.generation = ?",
+                    (owner, generation),
+                ).fetchall()
+                if seen:
+                    conn.executemany("DELETE FROM temp.batch WHERE blueprint = ? AND identifier = ?", seen)
                 unchanged = set(
                     conn.execute(
                         "SELECT b.blueprint, b.identifier FROM temp.batch b JOIN sync_state s "
@@ -55,14 +74,19 @@ class SqliteMappingState:
                     "(SELECT blueprint, identifier FROM temp.batch)",
                     (generation, owner),
                 )
-            changed = [(b, i, h, latest[(b, i)]) for b, i, h in rows if (b, i) not in unchanged]
-            return changed, len(unchanged)
+            again = set(seen)
+            changed = [(b, i, h, first[(b, i)]) for b, i, h in rows if (b, i) not in unchanged and (b, i) not in again]
+            return changed, len(unchanged), seen
 
-        changed, unchanged = await self._db.call(run)
-        pending = self._pending
+        changed, unchanged, seen = await self._db.call(run)
+        duplicates += (EntityRef(b, i) for b, i in seen)
         for b, i, h, _ in changed:
             pending[(b, i)] = h
         return [e for _, _, _, e in changed], unchanged
+
+    def take_duplicates(self) -> list[EntityRef]:
+        duplicates, self._duplicates = self._duplicates, []
+        return duplicates
 
     async def known_count(self) -> int:
         return self._known
