@@ -92,5 +92,12 @@ class PaginationError(EngineError):
     stalled = True
 
 
+class IncompleteFetchError(EngineError):
+    """The pages ended before the total the API announced (``totalPath``): the data is incomplete, so
+    nothing is deleted. Transient as a rule (items deleted while paging shift the offsets)."""
+
+    reason = "IncompleteFetch"
+
+
 class SinkError(EngineError):
     reason = "SinkFailed"

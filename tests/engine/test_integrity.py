@@ -241,3 +241,21 @@ async def test_duplicates_on_different_pages_are_not_re_upserted_each_sync(api: 
         assert (r.entities, r.entities_upserted, r.entities_unchanged, r.entities_deleted) == (3, 0, 3, 0), r
         assert r.entities_duplicate == 2
     assert (await entities(catalog))["1"]["title"] == "first"
+
+
+# --------------------------------------------------------------------------- premature end
+
+
+async def test_pages_ending_before_the_announced_total_delete_nothing(api: RawApi, catalog: Catalog) -> None:
+    def page(*ids: int) -> bytes:
+        return b'{"items": ' + _items(*((i, "n") for i in ids)) + b', "total": 5}'
+
+    pagination = PaginationSpec.model_validate({"type": "page", "pageSize": 2, "totalPath": ".total"})
+    api.pages["/items"] = [page(1, 2), page(3, 4), page(5)]
+    r = await sync(api, catalog, spec(data_path=".items"), pagination)
+    assert (r.outcome, r.entities) == ("Succeeded", 5), r
+    api.pages["/items"] = [page(1, 2), page(3, 4), page()]  # item 5 is still announced: an empty page early
+    r = await sync(api, catalog, spec(data_path=".items"), pagination)
+    assert (r.outcome, r.reason, r.entities_deleted, r.entities_unchanged) == ("Failed", "IncompleteFetch", 0, 4), r
+    assert "ended after 4 items, but the API announced 5" in (r.message or "") and "nothing was deleted" in r.message
+    assert sorted(await entities(catalog)) == ["1", "2", "3", "4", "5"]

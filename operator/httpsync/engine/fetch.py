@@ -46,7 +46,13 @@ from httpsync.engine.client import SourceClient
 from httpsync.engine.jqutil import all_exact, compile_jq, first_exact, jq_error_line, json_type, normalize_path
 from httpsync.engine.pagination import PageRequest, PaginationPlan, a_json_type
 from httpsync.engine.url import fill_placeholders, format_param_value, merge_query, placeholder_names
-from httpsync.errors import ConfigError, DataPathError, ResponseFormatError, ResponseTooDeepError
+from httpsync.errors import (
+    ConfigError,
+    DataPathError,
+    IncompleteFetchError,
+    ResponseFormatError,
+    ResponseTooDeepError,
+)
 from httpsync.http.redact import redact
 
 MAX_KEYS_SHOWN = 20
@@ -165,6 +171,10 @@ class DataPath:
 
 
 _NOT_WALKED = object()
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else str(value)
 
 
 def _keys_hint(body: Any) -> str:
@@ -382,6 +392,13 @@ async def _endpoint_pages(
                     await asyncio.sleep(0)
             yield items
             if not ahead:
+                if paginator.shortfall is not None:
+                    received, announced = paginator.shortfall
+                    raise IncompleteFetchError(
+                        f"{where}: the pages ended after {received} items, but the API announced "
+                        f"{_number(announced)} (pagination.totalPath {plan.pagination.spec.total_path!r}); "
+                        "the data is incomplete, so nothing was deleted"
+                    )
                 return
             current = ahead.popleft()
             if ahead and ahead[0].budgeted:  # the new next page

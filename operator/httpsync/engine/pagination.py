@@ -13,7 +13,9 @@ When to stop, in this order of trust:
 
 1. an explicit signal: ``hasMorePath`` false or ``lastPagePath`` true (stop), or their opposite
    (continue); for cursor, nextLink and linkHeader the presence of a cursor or next link;
-2. ``totalPath``: the items received so far reached the total;
+2. ``totalPath``: the items received so far reached the total (an empty page before it ends the
+   pages too, but :attr:`Paginator.shortfall` says the data is incomplete: the fetch then fails with
+   ``IncompleteFetch``, so nothing is deleted);
 3. an empty page;
 4. a short page (fewer items than ``pageSize``), for offset and page, when a size is sent.
 
@@ -185,6 +187,8 @@ class Paginator:
         self.pages = 0  # pages received
         self.items = 0  # items received
         self.last_items = 0  # items of the last page received
+        # (received, announced) when the pages ended before the total the API announced (totalPath).
+        self.shortfall: tuple[int, float] | None = None
         self._last_hash: bytes | None = None
         self._current = url  # URL of the page being processed (for messages)
 
@@ -343,7 +347,10 @@ class _CountedPaginator(Paginator):
             return explicit
         total = self.known_total = self._total(body)
         if total is not None:
-            return bool(items) and self.items < total
+            more = bool(items) and self.items < total
+            if not more and self.items < total:
+                self.shortfall = (self.items, total)  # an empty page before the total: the data is incomplete
+            return more
         if not items:
             return False
         return not (self._sends_size(self.size_default) and len(items) < self.spec.page_size)
