@@ -99,5 +99,12 @@ class IncompleteFetchError(EngineError):
     reason = "IncompleteFetch"
 
 
+class SyncInProgressError(EngineError):
+    """Another sync of the same mapping holds its state (another ``httpsync sync`` on the same catalog,
+    or the CLI and the operator on one state file): the second one does not run."""
+
+    reason = "SyncInProgress"
+
+
 class SinkError(EngineError):
     reason = "SinkFailed"

@@ -3,6 +3,8 @@ large integer ids, a lone surrogate in one item, deep nesting, duplicates, a pre
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from aiohttp import web
 from httpsync.api.models import EndpointResult, HttpEndpointMappingSpec, PaginationSpec
 from httpsync.engine.client import SourceClient
 from httpsync.engine.sync import sync_mapping
+from httpsync.errors import EngineError
 from httpsync.sinks import Catalog
 from tests.loopback import LoopbackServer
 from tests.testapi.fixtures import StaticSecrets, source_spec
@@ -22,12 +25,15 @@ OWNER = "default/items"
 
 class RawApi(LoopbackServer):
     """Serves ``pages[path]``: exact bytes, page ``?page=N`` (1-based; page 1 without it); a page
-    beyond the list is ``empty`` (an empty list of items by default)."""
+    beyond the list is ``empty`` (an empty list of items by default). A page number in ``gates``
+    waits for its event first."""
 
     def __init__(self) -> None:
         self.pages: dict[str, list[bytes]] = {}
         self.empty = b"[]"
         self.requests = 0
+        self.gates: dict[int, asyncio.Event] = {}
+        self.waiting = asyncio.Event()  # set when a request waits at a gate
         app = web.Application()
         app.router.add_get("/{path:.*}", self._handle)
         super().__init__(app)
@@ -38,6 +44,9 @@ class RawApi(LoopbackServer):
         if pages is None:
             return web.Response(status=404)
         n = int(request.query.get("page", "1"))
+        if n in self.gates:
+            self.waiting.set()
+            await self.gates[n].wait()
         body = pages[n - 1] if n <= len(pages) else self.empty
         return web.Response(body=body, content_type="application/json")
 
@@ -259,3 +268,82 @@ async def test_pages_ending_before_the_announced_total_delete_nothing(api: RawAp
     assert (r.outcome, r.reason, r.entities_deleted, r.entities_unchanged) == ("Failed", "IncompleteFetch", 0, 4), r
     assert "ended after 4 items, but the API announced 5" in (r.message or "") and "nothing was deleted" in r.message
     assert sorted(await entities(catalog)) == ["1", "2", "3", "4", "5"]
+
+
+# --------------------------------------------------------------------------- overlapping syncs
+
+
+async def test_overlapping_syncs_of_one_mapping_never_interleave(api: RawApi, tmp_path: Path) -> None:
+    """Two catalogs on one file (two processes, or the CLI and the operator): while one sync runs, a
+    second sync of the same mapping fails fast with SyncInProgress and deletes nothing."""
+    n = 200
+    api.pages["/items"] = [_items(*((i, "n") for i in range(k, k + 50))) for k in range(0, n, 50)]
+    pagination = PaginationSpec.model_validate({"type": "page", "pageSize": 50})
+    m = spec()
+    first, second = await Catalog.open(tmp_path / "c.db"), await Catalog.open(tmp_path / "c.db")
+    second.state.wait_seconds = 0
+    try:
+        assert (await sync(api, first, m, pagination)).entities_upserted == n
+        api.gates[3] = asyncio.Event()  # the next sync of `first` stops at page 3
+        running = asyncio.create_task(sync(api, first, m, pagination))
+        await asyncio.wait_for(api.waiting.wait(), 10)
+        r = await sync(api, second, m, pagination)
+        assert (r.outcome, r.reason, r.requests, r.entities_deleted) == ("Failed", "SyncInProgress", 0, 0), r
+        assert "another sync of default/items is running" in (r.message or "") and "lease" in (r.message or "")
+        api.gates[3].set()
+        r = await running
+        assert (r.outcome, r.entities_unchanged, r.entities_deleted) == ("Succeeded", n, 0), r
+        assert len(await entities(second)) == n
+        r = await sync(api, second, m, pagination)  # the lease was dropped: the next sync runs
+        assert (r.outcome, r.entities_unchanged, r.entities_deleted) == ("Succeeded", n, 0), r
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_a_second_sync_waits_for_the_first_to_end(api: RawApi, catalog: Catalog) -> None:
+    api.pages["/items"] = [_items((1, "a"), (2, "b"))]
+    api.gates[1] = asyncio.Event()
+    running = asyncio.create_task(sync(api, catalog, spec()))
+    await asyncio.wait_for(api.waiting.wait(), 10)
+    waiting = asyncio.create_task(sync(api, catalog, spec()))  # waits (up to wait_seconds) for the lease
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    api.gates[1].set()
+    assert (await running).entities_upserted == 2
+    r = await waiting
+    assert (r.outcome, r.entities_unchanged, r.entities_deleted) == ("Succeeded", 2, 0), r
+
+
+async def test_the_lease_of_a_crashed_sync_expires(catalog: Catalog) -> None:
+    def lease(expires: float) -> Any:
+        def run(conn: Any) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO sync_leases VALUES (?, ?, ?, ?)", (OWNER, "crashed:1:x", time.time(), expires)
+            )
+
+        return catalog.db.call(run)
+
+    catalog.state.wait_seconds = 0
+    await lease(time.time() + 30)  # a crash a moment ago: its lease still runs
+    with pytest.raises(EngineError) as info:
+        await catalog.state.open(OWNER)
+    assert info.value.reason == "SyncInProgress" and "held by crashed:1:x" in info.value.message
+    await lease(time.time() - 1)  # expired
+    state = await catalog.state.open(OWNER)
+    await state.close()
+    state = await catalog.state.open(OWNER)  # closing dropped the lease
+    await state.close()
+
+
+async def test_a_sync_that_lost_its_lease_stops_writing(catalog: Catalog) -> None:
+    state = await catalog.state.open(OWNER)
+    to_push, _ = await state.diff([{"blueprint": "item", "identifier": "1", "properties": {}, "relations": {}}])
+    await catalog.db.call(lambda c: c.execute("UPDATE sync_leases SET holder = 'other:2:y' WHERE owner = ?", (OWNER,)))
+    with pytest.raises(EngineError) as info:
+        await state.commit(to_push, [])
+    assert info.value.reason == "SyncInProgress" and "lost its lease" in info.value.message
+    with pytest.raises(EngineError):
+        await state.diff([])
+    await state.close()
+    assert await catalog.db.call(lambda c: c.execute("SELECT holder FROM sync_leases").fetchall()) == [("other:2:y",)]

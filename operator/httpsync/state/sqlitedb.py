@@ -45,6 +45,13 @@ CREATE TABLE IF NOT EXISTS sync_owners (
     owner      TEXT PRIMARY KEY,
     generation INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS sync_leases (
+    owner      TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    since      REAL NOT NULL,
+    expires    REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 
