@@ -176,3 +176,29 @@ def test_entity_hash_ignores_key_order_and_sees_changes() -> None:
     b["properties"] = {"y": 2, "x": 1}
     assert entity_hash(a) == entity_hash(b)  # type: ignore[arg-type]
     assert entity_hash(a) != entity_hash(ent("a", x=1, y=3))
+
+
+async def test_an_entity_of_two_owners_is_kept_and_rewritten_by_the_one_left(store: SqliteStateStore) -> None:
+    for owner in ("ns-a/alpha", "ns-b/beta"):
+        await sync_once(store, owner, [ent("x"), ent(owner[:4])])
+    assert [r async for r in store.owned_exclusively("ns-b/beta")] == [EntityRef("user", "ns-b")]
+    assert [r async for r in store.owned("ns-b/beta")] == [EntityRef("user", "ns-b"), EntityRef("user", "x")]
+    await store.forget("ns-b/beta")
+    state = await store.open("ns-a/alpha")
+    to_push, unchanged = await state.diff([ent("x"), ent("ns-a")])
+    assert (to_push, unchanged) == ([ent("x")], 1)  # written again, as alpha's
+    assert state.take_conflicts() == []
+    await state.close()
+
+
+async def test_a_stale_entity_another_owner_produces_is_released_not_deleted(store: SqliteStateStore) -> None:
+    for owner in ("o1", "o2"):
+        await sync_once(store, owner, [ent("x")])
+    state = await store.open("o2")
+    assert await state.diff([]) == ([], 0)
+    assert await state.release_shared() == 1
+    assert await state.stale_count() == 0
+    await state.close()
+    state = await store.open("o1")
+    assert await state.diff([ent("x")]) == ([ent("x")], 0)
+    await state.close()

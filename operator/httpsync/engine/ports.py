@@ -58,6 +58,15 @@ class MappingState(Protocol):
         """The duplicates the diffs met since the last call (one ref per duplicate item)."""
         ...
 
+    def take_conflicts(self) -> list[tuple[EntityRef, str]]:
+        """The entities the diffs met since the last call that another mapping (named) produces too."""
+        ...
+
+    async def release_shared(self) -> int:
+        """Before deleting: let go of the stale entities another mapping still produces (they are not
+        deleted; the other mapping writes them again as its own). Returns how many."""
+        ...
+
     async def known_count(self) -> int:
         """How many entities the mapping owned before this sync."""
         ...
@@ -87,8 +96,13 @@ class StateStore(Protocol):
         """Every entity the owner's memory holds, in (blueprint, identifier) order."""
         ...
 
+    def owned_exclusively(self, owner: str) -> AsyncIterator[EntityRef]:
+        """The entities of :meth:`owned` no other mapping produces (safe to delete with the mapping)."""
+        ...
+
     async def forget(self, owner: str) -> None:
-        """Drop a mapping's memory (after its entities were deleted, or to keep them unmanaged)."""
+        """Drop a mapping's memory (after its entities were deleted, or to keep them unmanaged). What
+        other mappings produce too is written again by their next sync."""
         ...
 
     async def aclose(self) -> None: ...

@@ -253,6 +253,9 @@ class _Pusher:
         result.entities += len(entities) - len(duplicates)
         if duplicates:
             self._record_duplicates(duplicates)
+        conflicts = self.mstate.take_conflicts()
+        if conflicts:
+            self._record_conflicts(conflicts)
         result.entities_unchanged += unchanged
         if not to_push:
             return
@@ -265,6 +268,7 @@ class _Pusher:
     async def delete_stale(self, guard: DeletionGuardSpec, known: int) -> None:
         """Delete what was owned before and not seen now, unless the deletion guard holds it back."""
         result = self.result
+        await self.mstate.release_shared()  # another mapping still produces them: not deleted
         stale = await self.mstate.stale_count()
         if stale == 0:
             return
@@ -297,6 +301,20 @@ class _Pusher:
         for b, i in duplicates[: max(0, MAX_ERROR_SAMPLES - len(errors.samples))]:
             errors.samples.append(
                 _sample(f"mappings.identifier: {b}/{i} is produced by more than one item; the first one is kept")
+            )
+
+    def _record_conflicts(self, conflicts: list[tuple[EntityRef, str]]) -> None:
+        """Entities another mapping produces too: counted, and mapping errors naming the other one."""
+        result = self.result
+        result.entities_conflicting += len(conflicts)
+        errors = result.mapping_errors
+        errors.count += len(conflicts)
+        for (b, i), other in conflicts[: max(0, MAX_ERROR_SAMPLES - len(errors.samples))]:
+            errors.samples.append(
+                _sample(
+                    f"mappings.identifier: {b}/{i} is also produced by {other}; the sink keeps the one written "
+                    "last, and deletes it only when neither produces it"
+                )
             )
 
     def _record_failures(self, failures: Sequence[tuple[EntityRef, str]]) -> set[tuple[str, str]]:

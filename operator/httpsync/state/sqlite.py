@@ -89,6 +89,7 @@ class SqliteMappingState:
             self._heartbeat = asyncio.create_task(self._renew_lease(), name="httpsync-state-lease")
         self._pending: dict[tuple[str, str], bytes] = {}  # hashes of entities returned by diff, until commit
         self._duplicates: list[EntityRef] = []
+        self._conflicts: list[tuple[EntityRef, str]] = []
 
     async def diff(self, entities: Sequence[Entity]) -> tuple[list[Entity], int]:
         """See :meth:`httpsync.engine.ports.MappingState.diff`. An entity already seen in this sync
@@ -105,7 +106,9 @@ class SqliteMappingState:
             else:
                 first[key] = e
 
-        def run(conn: sqlite3.Connection) -> tuple[list[tuple[str, str, bytes, Entity]], int, list[tuple[str, str]]]:
+        def run(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[tuple[str, str, bytes, Entity]], int, list[tuple[str, str]], list[tuple[str, str, str]]]:
             rows = [(b, i, entity_hash(e)) for (b, i), e in first.items()]
             with transaction(conn):
                 _check_lease(conn, owner, holder)
@@ -120,6 +123,13 @@ class SqliteMappingState:
                 ).fetchall()
                 if seen:
                     conn.executemany("DELETE FROM temp.batch WHERE blueprint = ? AND identifier = ?", seen)
+                # Produced by another mapping too: an ownership conflict (named; first other owner).
+                shared = conn.execute(
+                    "SELECT b.blueprint, b.identifier, min(s.owner) FROM temp.batch b JOIN sync_state s "
+                    "ON s.blueprint = b.blueprint AND s.identifier = b.identifier AND s.owner != ? "
+                    "GROUP BY b.blueprint, b.identifier",
+                    (owner,),
+                ).fetchall()
                 unchanged = set(
                     conn.execute(
                         "SELECT b.blueprint, b.identifier FROM temp.batch b JOIN sync_state s "
@@ -135,10 +145,11 @@ class SqliteMappingState:
                 )
             again = set(seen)
             changed = [(b, i, h, first[(b, i)]) for b, i, h in rows if (b, i) not in unchanged and (b, i) not in again]
-            return changed, len(unchanged), seen
+            return changed, len(unchanged), seen, shared
 
-        changed, unchanged, seen = await self._db.call(run)
+        changed, unchanged, seen, shared = await self._db.call(run)
         duplicates += (EntityRef(b, i) for b, i in seen)
+        self._conflicts += ((EntityRef(b, i), o) for b, i, o in shared)
         for b, i, h, _ in changed:
             pending[(b, i)] = h
         return [e for _, _, _, e in changed], unchanged
@@ -146,6 +157,41 @@ class SqliteMappingState:
     def take_duplicates(self) -> list[EntityRef]:
         duplicates, self._duplicates = self._duplicates, []
         return duplicates
+
+    def take_conflicts(self) -> list[tuple[EntityRef, str]]:
+        conflicts, self._conflicts = self._conflicts, []
+        return conflicts
+
+    async def release_shared(self) -> int:
+        """Let go of the stale entities another mapping still produces: this owner's memory of them is
+        dropped (they are not stale any more, so not deleted) and the other owners' is invalidated,
+        so their next sync writes the entity again as theirs. Returns how many were let go."""
+        owner, generation, holder = self.owner, self.generation, self.holder
+
+        def run(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                _check_lease(conn, owner, holder)
+                conn.execute("DELETE FROM temp.batch")
+                conn.execute(
+                    "INSERT INTO temp.batch SELECT s.blueprint, s.identifier, x'' FROM sync_state s "
+                    "WHERE s.owner = ? AND s.generation < ? AND EXISTS (SELECT 1 FROM sync_state o "
+                    "WHERE o.blueprint = s.blueprint AND o.identifier = s.identifier AND o.owner != s.owner)",
+                    (owner, generation),
+                )
+                released = conn.execute(
+                    "DELETE FROM sync_state WHERE owner = ? AND (blueprint, identifier) IN "
+                    "(SELECT blueprint, identifier FROM temp.batch)",
+                    (owner,),
+                ).rowcount
+                if released:
+                    conn.execute(
+                        "UPDATE sync_state SET hash = x'' WHERE owner != ? AND (blueprint, identifier) IN "
+                        "(SELECT blueprint, identifier FROM temp.batch)",
+                        (owner,),
+                    )
+            return int(released)
+
+        return await self._db.call(run)  # type: ignore[no-any-return]
 
     async def known_count(self) -> int:
         return self._known
@@ -282,9 +328,26 @@ class SqliteStateStore:
             for b, i in keys:
                 yield EntityRef(b, i)
 
+    async def owned_exclusively(self, owner: str) -> AsyncIterator[EntityRef]:
+        """The entities of :meth:`owned` no other mapping produces: what deleting the mapping may
+        delete from the sink (the others keep theirs; :meth:`forget` has them written again)."""
+        where = (
+            "owner = ? AND NOT EXISTS (SELECT 1 FROM sync_state o WHERE o.blueprint = sync_state.blueprint "
+            "AND o.identifier = sync_state.identifier AND o.owner != sync_state.owner)"
+        )
+        async for keys in self._db.keys("sync_state", where, (owner,)):
+            for b, i in keys:
+                yield EntityRef(b, i)
+
     async def forget(self, owner: str) -> None:
         def run(conn: sqlite3.Connection) -> None:
             with transaction(conn):
+                # What other mappings produce too is written again by their next sync (as theirs).
+                conn.execute(
+                    "UPDATE sync_state SET hash = x'' WHERE owner != ? AND (blueprint, identifier) IN "
+                    "(SELECT blueprint, identifier FROM sync_state WHERE owner = ?)",
+                    (owner, owner),
+                )
                 conn.execute("DELETE FROM sync_state WHERE owner = ?", (owner,))
                 conn.execute("DELETE FROM sync_owners WHERE owner = ?", (owner,))
                 conn.execute("DELETE FROM sync_leases WHERE owner = ?", (owner,))

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS sync_state (
     generation INTEGER NOT NULL,
     PRIMARY KEY (owner, blueprint, identifier)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sync_state_by_key ON sync_state (blueprint, identifier);
 
 CREATE TABLE IF NOT EXISTS sync_owners (
     owner      TEXT PRIMARY KEY,
