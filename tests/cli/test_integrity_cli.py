@@ -44,11 +44,16 @@ class Api(LoopbackServer):
 
     def __init__(self) -> None:
         self.data: dict[str, list[dict[str, Any]]] = {}
+        self.gate: asyncio.Event | None = None  # requests wait for it
+        self.waiting = asyncio.Event()
         app = web.Application()
         app.router.add_get("/{name}", self._get)
         super().__init__(app)
 
     async def _get(self, request: web.Request) -> web.Response:
+        if self.gate is not None:
+            self.waiting.set()
+            await self.gate.wait()
         return web.json_response(self.data[request.match_info["name"]])
 
 
@@ -110,3 +115,27 @@ async def test_an_entity_two_mappings_produce_stays_while_one_still_does(tmp_pat
         results = {r["mapping"]: r for r in json.loads(out)}
         assert results["alpha"]["entitiesDeleted"] == 1, results["alpha"]
         assert await titles(catalog) == {"A": "a", "B": "b"}
+
+
+async def test_two_overlapping_syncs_on_one_catalog_never_delete_live_entities(tmp_path: Path) -> None:
+    catalog = tmp_path / "c.db"
+    async with Api() as api:
+        api.data["alpha"] = [{"id": f"e{i}", "title": "t"} for i in range(2000)]
+        write_manifests(tmp_path / "m", api.url, [("default", "alpha")])
+        args = ("sync", "-f", tmp_path / "m", "--catalog", catalog, "-o", "json")
+        code, out, err = await httpsync(*args)
+        assert code == 0, err
+
+        api.gate = asyncio.Event()  # the next sync holds the mapping's state while its request waits
+        first = asyncio.create_task(httpsync(*args))
+        await asyncio.wait_for(api.waiting.wait(), 60)
+        code, out, err = await httpsync(*args)  # waits briefly for the lease, then gives up
+        (r,) = json.loads(out)
+        assert code != 0 and (r["outcome"], r["reason"], r["entitiesDeleted"]) == ("Failed", "SyncInProgress", 0), r
+        assert "another sync of default/alpha is running" in r["message"]
+        api.gate.set()
+        code, out, err = await first
+        assert code == 0, err
+        (r,) = json.loads(out)
+        assert (r["entitiesUnchanged"], r["entitiesDeleted"]) == (2000, 0), r
+        assert len(await titles(catalog)) == 2000
