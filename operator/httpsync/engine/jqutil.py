@@ -77,8 +77,15 @@ _LONG_DIGITS = re.compile(r"(?<![.0-9])[0-9]{16}")
 _MAX_DOUBLE = 1.7976931348623157e308
 
 
+_TO_ZEROS = bytes.maketrans(b"0123456789", b"0000000000")
+_SIXTEEN = b"0" * 16
+
+
 def may_hold_large_int(text: str) -> bool:
-    """Whether JSON ``text`` may hold an integer beyond 2**53 (a run of 16 digits: never misses one)."""
+    """Whether JSON ``text`` may hold an integer beyond 2**53 (a run of 16 digits: never misses one).
+    The bytes are looked at first (C speed, ~0.3 us per item); the regex only runs on a candidate."""
+    if _SIXTEEN not in text.encode("utf-8", "surrogatepass").translate(_TO_ZEROS):
+        return False
     return _LONG_DIGITS.search(text) is not None
 
 

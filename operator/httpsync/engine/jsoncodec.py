@@ -54,6 +54,15 @@ def loads(data: bytes) -> Any:
         raise TooDeepError("it is nested too deeply (about 1000 levels or more)") from None
 
 
+def nested_containers(value: dict[str, Any] | list[Any]) -> bool:
+    """Whether an array or object holds arrays or objects (only those can be nested too deeply)."""
+    for child in value.values() if type(value) is dict else value:
+        t = type(child)
+        if t is dict or t is list:
+            return True
+    return False
+
+
 def too_deep(value: Any, limit: int = MAX_VALUE_DEPTH) -> bool:
     """Whether ``value`` holds arrays or objects nested more than ``limit`` levels (iterative: any
     depth is fine)."""

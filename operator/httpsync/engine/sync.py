@@ -73,33 +73,51 @@ async def map_items(mapper: Mapper, items: list[Any]) -> PageResult:
 def _bounded(page: PageResult) -> PageResult:
     """The page without the entities holding a value nested more than
     :data:`~httpsync.engine.jsoncodec.MAX_VALUE_DEPTH` levels (each a mapping error naming the field):
-    every sink, and the change-detection hash, encodes every entity."""
-    kept: list[Entity] = []
-    for e in page.entities:
-        deep = _deep_field(e)
-        if deep is None:
-            kept.append(e)
-        else:
+    every sink, and the change-detection hash, encodes every entity. Only an array or object holding
+    arrays or objects is looked at further."""
+    deep = [k for k, e in enumerate(page.entities) if _may_be_deep(e)]
+    if not deep:
+        return page
+    dropped: set[int] = set()
+    for k in deep:
+        e = page.entities[k]
+        field = _deep_field(e)
+        if field is not None:
+            dropped.add(k)
             page.errors.append(
-                f"mappings.{deep}: the value is nested more than {jsoncodec.MAX_VALUE_DEPTH} levels deep "
+                f"mappings.{field}: the value is nested more than {jsoncodec.MAX_VALUE_DEPTH} levels deep "
                 f"(entity {e['blueprint']}/{e['identifier']})"
             )
-    if len(kept) < len(page.entities):
-        page.entities = kept
+    if dropped:
+        page.entities = [e for k, e in enumerate(page.entities) if k not in dropped]
     return page
 
 
+def _may_be_deep(e: Entity) -> bool:
+    nested = jsoncodec.nested_containers
+    for value in e["properties"].values():
+        t = type(value)
+        if (t is dict or t is list) and nested(value):
+            return True
+    for value in e["relations"].values():
+        t = type(value)
+        if (t is dict or t is list) and nested(value):
+            return True
+    for value in (e["title"], e["team"], e["icon"]):
+        t = type(value)
+        if t is dict or t is list:
+            return True
+    return False
+
+
 def _deep_field(e: Entity) -> str | None:
-    """The field of ``e`` holding a value nested too deeply, if any (only arrays and objects are looked at)."""
+    """The field of ``e`` holding a value nested too deeply, if any."""
     for group in ("properties", "relations"):
         for name, value in e.get(group, {}).items():
-            t = type(value)
-            if (t is dict or t is list) and jsoncodec.too_deep(value):
+            if jsoncodec.too_deep(value):
                 return f"{group}.{name}"
     for name in ("title", "team", "icon"):
-        value = e.get(name)
-        t = type(value)
-        if (t is dict or t is list) and jsoncodec.too_deep(value):
+        if jsoncodec.too_deep(e.get(name)):
             return name
     return None
 
