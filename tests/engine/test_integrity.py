@@ -4,6 +4,8 @@ large integer ids, a lone surrogate in one item, deep nesting, duplicates, a pre
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -316,11 +318,10 @@ async def test_a_second_sync_waits_for_the_first_to_end(api: RawApi, catalog: Ca
 
 
 async def test_the_lease_of_a_crashed_sync_expires(catalog: Catalog) -> None:
-    def lease(expires: float) -> Any:
+    def lease(expires: float, holder: str = "elsewhere:1:p:s") -> Any:
         def run(conn: Any) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO sync_leases VALUES (?, ?, ?, ?)", (OWNER, "crashed:1:x", time.time(), expires)
-            )
+            row = (OWNER, holder, time.time(), expires)
+            conn.execute("INSERT OR REPLACE INTO sync_leases VALUES (?, ?, ?, ?)", row)
 
         return catalog.db.call(run)
 
@@ -328,8 +329,12 @@ async def test_the_lease_of_a_crashed_sync_expires(catalog: Catalog) -> None:
     await lease(time.time() + 30)  # a crash a moment ago: its lease still runs
     with pytest.raises(EngineError) as info:
         await catalog.state.open(OWNER)
-    assert info.value.reason == "SyncInProgress" and "held by crashed:1:x" in info.value.message
+    assert info.value.reason == "SyncInProgress" and "held by elsewhere:1:p:s" in info.value.message
     await lease(time.time() - 1)  # expired
+    state = await catalog.state.open(OWNER)
+    await state.close()
+    # A process of this host, with this pid, that is not this process (a restarted container): gone.
+    await lease(time.time() + 30, f"{socket.gethostname()}:{os.getpid()}:another:s")
     state = await catalog.state.open(OWNER)
     await state.close()
     state = await catalog.state.open(OWNER)  # closing dropped the lease

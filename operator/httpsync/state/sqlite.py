@@ -12,8 +12,9 @@ A sync holds an exclusive *lease* on its owner's state (a row of ``sync_leases``
 process) never interleave, since interleaved generations delete the other sync's live entities. A
 second sync waits up to ``wait_seconds`` for the lease, then fails with ``SyncInProgress``. The
 holder renews its lease every ``lease_seconds / 4`` while it runs; a crashed holder's lease expires
-``lease_seconds`` after its last renewal. Every write of the state checks the lease first: a sync
-that lost it (suspended longer than the lease) fails instead of writing.
+``lease_seconds`` after its last renewal, at once when the holder was a process of this host that is
+gone (a killed ``httpsync sync``, a restarted operator container). Every write of the state checks
+the lease first: a sync that lost it (suspended longer than the lease) fails instead of writing.
 """
 
 from __future__ import annotations
@@ -40,9 +41,32 @@ WAIT_SECONDS = 5.0
 POLL_SECONDS = 0.1
 
 
+_PROCESS = uuid.uuid4().hex[:8]  # this process, among those that had its pid
+
+
 def _holder() -> str:
-    """Who holds a lease, for messages: host, process and a nonce (one per sync)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Who holds a lease: host, pid, process nonce and sync nonce (host:pid for messages)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_PROCESS}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_gone(holder: str) -> bool:
+    """Whether the holder was a process of this host that is gone (killed, crashed): its lease need
+    not run out. A pid of this host that runs, or another host, is taken as alive."""
+    host, _, rest = holder.partition(":")
+    pid_text, _, rest = rest.partition(":")
+    process = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return process != _PROCESS  # this pid, another process: a restarted container (pid 1) or reuse
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _when(t: float) -> str:
@@ -293,7 +317,7 @@ class SqliteStateStore:
                 row = conn.execute(
                     "SELECT holder, since, expires FROM sync_leases WHERE owner = ?", (owner,)
                 ).fetchone()
-                if row is not None and row[2] > now:
+                if row is not None and row[2] > now and not _holder_gone(str(row[0])):
                     return str(row[0]), float(row[1]), float(row[2])  # held by a live sync
                 conn.execute(
                     "INSERT OR REPLACE INTO sync_leases (owner, holder, since, expires) VALUES (?, ?, ?, ?)",
