@@ -286,8 +286,9 @@ class _Pusher:
     async def delete_stale(self, guard: DeletionGuardSpec, known: int) -> None:
         """Delete what was owned before and not seen now, unless the deletion guard holds it back."""
         result = self.result
-        await self.mstate.release_shared()  # another mapping still produces them: not deleted
         stale = await self.mstate.stale_count()
+        if stale and await self.mstate.release_shared():  # another mapping still produces those: kept
+            stale = await self.mstate.stale_count()
         if stale == 0:
             return
         if not guard.disabled and known > 0 and stale * 100 > guard.max_delete_percent * known:
