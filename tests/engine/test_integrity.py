@@ -198,6 +198,17 @@ def _nested(depth: int) -> bytes:
     return b"[" * depth + b"1" + b"]" * depth
 
 
+@pytest.mark.parametrize("wrapped", [False, True], ids=["top-level", "dataPath"])
+@pytest.mark.parametrize("mappings", [{}, {"title": ".name | ascii_downcase"}], ids=["fast", "jq"])
+async def test_a_body_nested_within_the_limit_syncs(
+    api: RawApi, catalog: Catalog, wrapped: bool, mappings: dict[str, Any]
+) -> None:
+    items = b'[{"id": 1, "name": "A"}, {"id": 2, "name": "B", "unmapped": ' + _nested(1000) + b"}]"
+    api.pages["/items"] = [b'{"items": ' + items + b"}" if wrapped else items]
+    r = await sync(api, catalog, spec(data_path=".items" if wrapped else None, **mappings))
+    assert (r.outcome, r.entities, r.mapping_error_count) == ("Succeeded", 2, 0), r
+
+
 @pytest.mark.parametrize("depth", [2000, 10000])
 @pytest.mark.parametrize("wrapped", [False, True], ids=["top-level", "dataPath"])
 async def test_a_deeply_nested_body_fails_the_endpoint_clearly(
