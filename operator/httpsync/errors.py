@@ -71,6 +71,12 @@ class ResponseFormatError(EngineError):
     reason = "InvalidResponse"
 
 
+class ResponseTooDeepError(ResponseFormatError):
+    """The response is nested deeper than httpsync reads (a hostile or broken API)."""
+
+    reason = "ResponseTooDeep"
+
+
 class DataPathError(ResponseFormatError):
     """The dataPath finds no array where the response is JSON: the mapping must change."""
 
@@ -84,6 +90,20 @@ class PaginationError(EngineError):
 
     reason = "PaginationLoop"
     stalled = True
+
+
+class IncompleteFetchError(EngineError):
+    """The pages ended before the total the API announced (``totalPath``): the data is incomplete, so
+    nothing is deleted. Transient as a rule (items deleted while paging shift the offsets)."""
+
+    reason = "IncompleteFetch"
+
+
+class SyncInProgressError(EngineError):
+    """Another sync of the same mapping holds its state (another ``httpsync sync`` on the same catalog,
+    or the CLI and the operator on one state file): the second one does not run."""
+
+    reason = "SyncInProgress"
 
 
 class SinkError(EngineError):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from httpsync.engine import jqfast
+from httpsync.engine import jqfast, jsoncodec
 from httpsync.engine.fetch import _NOT_WALKED, DataPath
 from httpsync.engine.pagination import PaginationPlan, _Path
 from httpsync.errors import DataPathError, PaginationError
@@ -168,6 +168,8 @@ def test_data_path_fast_path_equals_jq(expr: str) -> None:
     assert fast.steps is not None, "a plain path takes the fast path"
     slow = _jq_only(fast)
     for body in BODIES:
+        if jsoncodec.has_lone_surrogate(body):
+            continue  # jq refuses the whole body, the plain path walks it (tests/engine/test_integrity.py)
         where = "GET http://api/items"
         got, want = _outcome(fast.extract, body, where), _outcome(slow.extract, body, where)
         # Equal values (jq turns 2.0 into 2, equal in Python; the mapper normalizes item values anyway).
@@ -184,6 +186,8 @@ def test_pagination_fast_path_equals_jq(expr: str) -> None:
     slow = _jq_only(fast)
     paginator = plan.start("http://api/items")
     for body in BODIES:
+        if jsoncodec.has_lone_surrogate(body):
+            continue  # jq refuses the whole body, the plain path walks it (tests/engine/test_integrity.py)
         got, want = _outcome(paginator._value, fast, body), _outcome(paginator._value, slow, body)
         assert got[0] == want[0], f"{expr} on {body!r}: {got} != {want}"
         if got[0] == "value":
@@ -198,7 +202,8 @@ def test_plain_bodies_skip_jq() -> None:
     data_path = DataPath.compile(".items", "selector.dataPath")
     assert data_path._walk(body) is body["items"]
     assert jqfast.plain_json(body)
-    for unplain in ("x\ud800", float("nan"), float("inf"), 2**53 + 1, -(2**53) - 1):
+    assert jqfast.plain_json({"items": [{"v": [2**53 + 1, -(2**70)]}]})  # jq 1.7 keeps integer literals
+    for unplain in ("x\ud800", float("nan"), float("inf")):
         assert not jqfast.plain_json({"items": [{"v": [unplain]}]}), unplain
         assert data_path._walk({"items": [{"v": [unplain]}]}) is _NOT_WALKED
     assert not jqfast.plain_json({"items": [], "\udc00": 1})

@@ -334,6 +334,8 @@ async def test_the_result_views(script: Script, catalog: Catalog) -> None:
         "entitiesUnchanged",
         "entitiesDeleted",
         "entitiesFailed",
+        "entitiesDuplicate",
+        "entitiesConflicting",
         "mappingErrors",
         "mappingErrorSamples",
         "deletionBlocked",
@@ -363,6 +365,8 @@ async def test_the_result_views(script: Script, catalog: Catalog) -> None:
         "entitiesUnchanged": 0,
         "entitiesDeleted": 0,
         "entitiesFailed": 1,
+        "entitiesDuplicate": 0,
+        "entitiesConflicting": 0,
         "mappingErrors": {"count": 1, "samples": ["mappings.identifier is null"]},
         "sinkErrorSamples": ["user/1: 422 invalid"],
         "durationSeconds": r.duration_seconds,
@@ -436,14 +440,22 @@ async def test_a_batch_holds_at_most_the_flush_size_plus_one_page(
     assert (r.entities, r.entities_upserted) == (70, 70)
 
 
-async def test_an_entity_met_again_on_a_later_page_counts_as_page_by_page(script: Script, catalog: Catalog) -> None:
-    # Page by page, the second 1 is diffed after the first was committed: unchanged, or pushed again.
+async def test_an_entity_met_again_on_a_later_page_is_a_duplicate(script: Script, catalog: Catalog) -> None:
+    # The first one wins, in one batch or across batches; the others are counted, never pushed.
     script.pages = [users([1, 2]), users([3, 1]), users([1], n=5), users([4])]
     r, state = await run_counted(catalog)
-    assert (r.entities, r.entities_upserted, r.entities_unchanged) == (6, 5, 1)
-    assert state.diffs == [2, 2, 2]  # flushed before each page that repeats a waiting entity
+    assert (r.entities, r.entities_upserted, r.entities_unchanged, r.entities_duplicate) == (4, 4, 0, 2)
+    assert state.diffs == [6]  # one batch
     assert sorted(await ids_in(catalog)) == ["1", "2", "3", "4"]
-    assert [e["properties"]["n"] for e in await catalog.sink.list_entities() if e["identifier"] == "1"] == [5]
+    assert [e["properties"]["n"] for e in await catalog.sink.list_entities() if e["identifier"] == "1"] == [0]
+    r, state = await run_counted(catalog)
+    assert (r.entities, r.entities_upserted, r.entities_unchanged, r.entities_duplicate, state.commits) == (
+        4,
+        0,
+        4,
+        2,
+        [],
+    )
 
 
 async def test_a_failed_fetch_still_pushes_the_pages_gathered_before_it(script: Script, catalog: Catalog) -> None:

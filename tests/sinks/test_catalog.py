@@ -65,9 +65,9 @@ async def test_sync_completed_changes_nothing(catalog: Catalog) -> None:
     assert [e["identifier"] for e in await catalog.sink.list_entities()] == ["a"]
 
 
-async def test_duplicates_within_a_batch_last_one_wins(catalog: Catalog) -> None:
+async def test_duplicates_within_a_batch_first_one_wins(catalog: Catalog) -> None:
     assert await catalog_sync(catalog, "o", [ent("a", v=1), ent("a", v=2)]) == (1, 0)
-    assert (await catalog.sink.list_entities())[0]["properties"] == {"v": 2}
+    assert (await catalog.sink.list_entities())[0]["properties"] == {"v": 1}
 
 
 async def test_entities_and_state_survive_a_restart_in_one_file(tmp_path: Path) -> None:

@@ -86,10 +86,20 @@ async def test_a_changed_entity_whose_push_failed_is_not_stale(store: SqliteStat
     assert (await counts(store, "o", [ent("a", v=2)]))[0] == 1  # pushed again next time
 
 
-async def test_duplicates_within_a_batch_last_one_wins(store: SqliteStateStore) -> None:
+async def test_duplicates_within_a_batch_first_one_wins(store: SqliteStateStore) -> None:
     pushed, unchanged, _ = await sync_once(store, "o", [ent("a", v=1), ent("a", v=2)])
-    assert ([e["properties"] for e in pushed], unchanged) == ([{"v": 2}], 0)
-    assert await counts(store, "o", [ent("a", v=2)]) == (0, 1, [])
+    assert ([e["properties"] for e in pushed], unchanged) == ([{"v": 1}], 0)
+    assert await counts(store, "o", [ent("a", v=1)]) == (0, 1, [])
+
+
+async def test_duplicates_across_batches_first_one_wins_and_are_named(store: SqliteStateStore) -> None:
+    state = await store.open("o")
+    to_push, _ = await state.diff([ent("a", v=1), ent("b")])
+    await state.commit(to_push, [])
+    assert await state.diff([ent("a", v=2), ent("c"), ent("c")]) == ([ent("c")], 0)
+    assert state.take_duplicates() == [EntityRef("user", "c"), EntityRef("user", "a")]
+    assert state.take_duplicates() == []
+    await state.close()
 
 
 async def test_state_survives_a_restart(tmp_path: Path) -> None:
@@ -166,3 +176,29 @@ def test_entity_hash_ignores_key_order_and_sees_changes() -> None:
     b["properties"] = {"y": 2, "x": 1}
     assert entity_hash(a) == entity_hash(b)  # type: ignore[arg-type]
     assert entity_hash(a) != entity_hash(ent("a", x=1, y=3))
+
+
+async def test_an_entity_of_two_owners_is_kept_and_rewritten_by_the_one_left(store: SqliteStateStore) -> None:
+    for owner in ("ns-a/alpha", "ns-b/beta"):
+        await sync_once(store, owner, [ent("x"), ent(owner[:4])])
+    assert [r async for r in store.owned_exclusively("ns-b/beta")] == [EntityRef("user", "ns-b")]
+    assert [r async for r in store.owned("ns-b/beta")] == [EntityRef("user", "ns-b"), EntityRef("user", "x")]
+    await store.forget("ns-b/beta")
+    state = await store.open("ns-a/alpha")
+    to_push, unchanged = await state.diff([ent("x"), ent("ns-a")])
+    assert (to_push, unchanged) == ([ent("x")], 1)  # written again, as alpha's
+    assert state.take_conflicts() == []
+    await state.close()
+
+
+async def test_a_stale_entity_another_owner_produces_is_released_not_deleted(store: SqliteStateStore) -> None:
+    for owner in ("o1", "o2"):
+        await sync_once(store, owner, [ent("x")])
+    state = await store.open("o2")
+    assert await state.diff([]) == ([], 0)
+    assert await state.release_shared() == 1
+    assert await state.stale_count() == 0
+    await state.close()
+    state = await store.open("o1")
+    assert await state.diff([ent("x")]) == ([ent("x")], 0)
+    await state.close()

@@ -683,6 +683,17 @@ class EndpointSyncResult(Model):
     entities_unchanged: int = 0
     entities_deleted: int = 0
     entities_failed: int = 0
+    entities_duplicate: int = Field(
+        default=0,
+        description="Items skipped because an earlier item of the same sync produced the same blueprint and "
+        "identifier (the first one wins; each is also a mapping error).",
+    )
+    entities_conflicting: int = Field(
+        default=0,
+        description="Entities another mapping produces too (the same blueprint and identifier): the sink keeps "
+        "the one written last, and deletes it only when no mapping produces it any more (each is also a "
+        "mapping error naming the other mapping).",
+    )
     mapping_errors: MappingErrors = Field(default_factory=MappingErrors)
     sink_error_samples: list[Annotated[str, Field(max_length=SAMPLE_MAX)]] = Field(
         default_factory=list,
@@ -755,7 +766,8 @@ class EndpointResult(EndpointSyncResult):
 
 _CLI_KEYS = (
     "mapping", "kind", "outcome", "reason", "message", "requests", "pages", "itemsFetched", "itemsFiltered",
-    "entities", "entitiesUpserted", "entitiesUnchanged", "entitiesDeleted", "entitiesFailed",
+    "entities", "entitiesUpserted", "entitiesUnchanged", "entitiesDeleted", "entitiesFailed", "entitiesDuplicate",
+    "entitiesConflicting",
 )  # fmt: skip
 
 

@@ -259,7 +259,8 @@ class Reconciler:
             if mapping.deletion_policy == "Keep":
                 await target.state.forget(owner)
                 return 0
-            refs = [ref async for ref in target.state.owned(owner)]
+            # What another mapping still produces stays (it writes it again as its own next sync).
+            refs = [ref async for ref in target.state.owned_exclusively(owner)]
             if refs:
                 report = await target.sink.delete(owner, refs)
                 if report.failed:

@@ -37,6 +37,7 @@ from httpsync.errors import (
     EngineError,
     HttpStatusError,
     ResponseFormatError,
+    ResponseTooDeepError,
 )
 from httpsync.http.auth import TokenAuth
 from httpsync.http.limits import RequestLimiter
@@ -248,6 +249,8 @@ class SourceClient:
             )
         try:
             return jsoncodec.loads(response.content), response
+        except jsoncodec.TooDeepError as e:
+            raise ResponseTooDeepError(f"{method} {shown} returned JSON httpsync does not read: {e}") from None
         except ValueError as e:
             looks_json = "json" in ctype.lower()
             why = f"returned invalid JSON ({e})" if looks_json else "did not return JSON"

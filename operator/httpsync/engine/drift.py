@@ -138,6 +138,15 @@ class _Reconciled:
             self.adopted += len(adopt)
         return push, unchanged + len(adopt)
 
+    def take_duplicates(self) -> list[EntityRef]:
+        return self._inner.take_duplicates()
+
+    def take_conflicts(self) -> list[tuple[EntityRef, str]]:
+        return self._inner.take_conflicts()
+
+    async def release_shared(self) -> int:
+        return await self._inner.release_shared()
+
     async def known_count(self) -> int:
         return await self._inner.known_count()
 

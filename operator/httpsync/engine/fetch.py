@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,12 +41,18 @@ from typing import Any
 import httpx
 
 from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
-from httpsync.engine import jqfast
+from httpsync.engine import jqfast, jsoncodec
 from httpsync.engine.client import SourceClient
-from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type, normalize_path
+from httpsync.engine.jqutil import all_exact, compile_jq, first_exact, jq_error_line, json_type, normalize_path
 from httpsync.engine.pagination import PageRequest, PaginationPlan, a_json_type
 from httpsync.engine.url import fill_placeholders, format_param_value, merge_query, placeholder_names
-from httpsync.errors import ConfigError, DataPathError, ResponseFormatError
+from httpsync.errors import (
+    ConfigError,
+    DataPathError,
+    IncompleteFetchError,
+    ResponseFormatError,
+    ResponseTooDeepError,
+)
 from httpsync.http.redact import redact
 
 MAX_KEYS_SHOWN = 20
@@ -127,8 +134,17 @@ class DataPath:
 
     def _jq(self, body: Any, where: str) -> Any:
         try:
-            outputs = self.program.input_value(body).all()
+            outputs = all_exact(self.program, body)
+        except RecursionError:
+            if self.steps is not None:
+                with contextlib.suppress(jqfast.Fallback):
+                    return jqfast.walk(body, self.steps)
+            raise ResponseTooDeepError(
+                f"{self.field} {self.expr!r} cannot run on the response of {where}: it is nested too deeply"
+            ) from None
         except ValueError as e:
+            if jsoncodec.has_lone_surrogate(body):
+                return self._unreadable(body, where)
             detail = redact(jq_error_line(e))
             raise DataPathError(
                 f"{self.field} {self.expr!r} failed on the response of {where} ({a_json_type(body)}): "
@@ -141,8 +157,24 @@ class DataPath:
             )
         return outputs[0]
 
+    def _unreadable(self, body: Any, where: str) -> Any:
+        """The items of a body jq cannot read (a lone surrogate somewhere): a plain path is walked in
+        Python, so only the items holding one fail (the mapper reports them); jq paths cannot."""
+        if self.steps is not None:
+            with contextlib.suppress(jqfast.Fallback):
+                return jqfast.walk(body, self.steps)
+        raise ResponseFormatError(
+            f"{self.field} {self.expr!r} cannot run on the response of {where}: it holds "
+            f"{jsoncodec.LONE_SURROGATE}, and jq refuses the whole response; a plain path "
+            "(such as .items) skips only the items holding one"
+        )
+
 
 _NOT_WALKED = object()
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else str(value)
 
 
 def _keys_hint(body: Any) -> str:
@@ -360,6 +392,13 @@ async def _endpoint_pages(
                     await asyncio.sleep(0)
             yield items
             if not ahead:
+                if paginator.shortfall is not None:
+                    received, announced = paginator.shortfall
+                    raise IncompleteFetchError(
+                        f"{where}: the pages ended after {received} items, but the API announced "
+                        f"{_number(announced)} (pagination.totalPath {plan.pagination.spec.total_path!r}); "
+                        "the data is incomplete, so nothing was deleted"
+                    )
                 return
             current = ahead.popleft()
             if ahead and ahead[0].budgeted:  # the new next page
@@ -375,9 +414,10 @@ def _parameter_value(parameter: PathParameter, item: Any, where: str) -> Any:
     """The placeholder value of one parent item; None to skip the item."""
     prefix = f"selector.pathParameters.{parameter.name}"
     try:
-        if parameter.filter is not None and parameter.filter.input_value(item).first() is not True:
+        text = json.dumps(item)
+        if parameter.filter is not None and first_exact(parameter.filter, text) is not True:
             return None
-        value = parameter.field.input_value(item).first()
+        value = first_exact(parameter.field, text)
     except StopIteration:
         return None
     except ValueError as e:

@@ -5,8 +5,9 @@
 ``jq`` Python binding) returns for the same Python value. The binding hands jq ``json.dumps(value)``
 and converts jq's results back, which fixes a few rules this module reproduces:
 
-- numbers come back as ``int`` when integral (``1.0`` -> ``1``) and ``float`` otherwise; integers
-  beyond +-2**53 go through a double in jq, so they are left to jq (:class:`Fallback`);
+- numbers come back as ``int`` when integral (``1.0`` -> ``1``) and ``float`` otherwise; an integer
+  beyond +-2**53 stays exact, as jq 1.7 keeps an unmodified literal (the engine reads jq's results
+  holding one as jq's own JSON text: :func:`httpsync.engine.jqutil.first_exact`);
 - ``tostring`` of a number prints jq's preserved literal: ``str(int)`` for integers and the
   decimal "to-scientific-string" of ``repr(float)`` for floats (``1e-05`` -> ``0.00001``,
   ``1e+16`` -> ``1E+16``, ``1.0`` -> ``1.0``), which is exactly :class:`decimal.Decimal`'s ``str``;
@@ -150,9 +151,7 @@ def normalize(value: Any) -> Any:
     if value is None or t is bool:
         return value
     if t is int:
-        if -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
-            return value
-        raise Fallback
+        return value
     if t is float:
         if not math.isfinite(value):
             raise Fallback
@@ -219,9 +218,9 @@ def _plain_str(value: str) -> bool:
 
 def _plain(value: Any) -> bool:
     """Whether jq, through the binding, gives back ``value`` unchanged (``==``): no string or key with
-    a lone surrogate (jq refuses the whole input), no NaN/Infinity (jq gives null/the largest double)
-    and no integer beyond +-2**53 (jq rounds it to a double). Integral floats (``3.0``) are fine: jq
-    gives ``3``, which equals ``3.0``."""
+    a lone surrogate (jq refuses the whole input) and no NaN/Infinity (jq gives null/the largest
+    double). Integers of any size are fine (jq 1.7 keeps an unmodified literal), and so are integral
+    floats (``3.0``): jq gives ``3``, which equals ``3.0``."""
     t = type(value)
     if t is dict:
         for k in value:
@@ -237,16 +236,13 @@ def _plain(value: Any) -> bool:
         if tv is str:
             if not v.isascii() and not _plain_str(v):
                 return False
-        elif tv is int:
-            if not -MAX_EXACT_INT <= v <= MAX_EXACT_INT:
-                return False
         elif tv is float:
             if not math.isfinite(v):
                 return False
         elif tv is dict or tv is list:
             if not _plain(v):
                 return False
-        elif v is not None and tv is not bool:
+        elif v is not None and tv is not bool and tv is not int:
             return False
     return True
 
@@ -262,6 +258,9 @@ def plain_json(body: Any) -> bool:
     last = _last_checked
     if last[0] is body:
         return last[1]
-    answer = _plain(body)
+    try:
+        answer = _plain(body)
+    except RecursionError:  # nested very deeply: jq takes it (it reads deeper than Python recurses)
+        answer = False
     _last_checked = (body, answer)
     return answer

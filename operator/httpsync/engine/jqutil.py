@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 from typing import Any
 
@@ -64,3 +65,63 @@ def json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return type(value).__name__
+
+
+# --------------------------------------------------------------------------- exact integers out of jq
+
+# The binding converts jq's results to Python through doubles, so an integer beyond 2**53 that jq
+# 1.7 keeps as its literal (unmodified) comes back rounded. A text with a run of 16 digits (2**53
+# has 16; a fraction's digits do not count) may hold one: its results are then taken as jq's own
+# JSON text (``tojson`` prints the preserved literal) and converted like the binding converts values.
+_LONG_DIGITS = re.compile(r"(?<![.0-9])[0-9]{16}")
+_MAX_DOUBLE = 1.7976931348623157e308
+
+
+_TO_ZEROS = bytes.maketrans(b"0123456789", b"0000000000")
+_SIXTEEN = b"0" * 16
+
+
+def may_hold_large_int(text: str) -> bool:
+    """Whether JSON ``text`` may hold an integer beyond 2**53 (a run of 16 digits: never misses one).
+    The bytes are looked at first (C speed, ~0.3 us per item); the regex only runs on a candidate."""
+    if _SIXTEEN not in text.encode("utf-8", "surrogatepass").translate(_TO_ZEROS):
+        return False
+    return _LONG_DIGITS.search(text) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _as_json_text(program: str, collect: bool) -> Any:
+    return jq.compile(f"[({program}\n)] | tojson" if collect else f"first(({program}\n)) | tojson")
+
+
+def _like_binding(value: Any) -> Any:
+    """A value decoded from jq's JSON text as the binding gives it: integral numbers as ``int``
+    (``1.0`` -> ``1``), +-Infinity as the largest double; integers stay exact."""
+    t = type(value)
+    if t is float:
+        if value != value:
+            return None
+        if value in (float("inf"), float("-inf")):
+            return _MAX_DOUBLE if value > 0 else -_MAX_DOUBLE
+        return int(value) if value.is_integer() else value
+    if t is list:
+        return [_like_binding(v) for v in value]
+    if t is dict:
+        return {k: _like_binding(v) for k, v in value.items()}
+    return value
+
+
+def first_exact(program: Any, text: str) -> Any:
+    """``program.input_text(text).first()``, with every integer literal jq kept (beyond 2**53
+    included) exact."""
+    if not may_hold_large_int(text):
+        return program.input_text(text).first()
+    return _like_binding(json.loads(_as_json_text(program.program_string, False).input_text(text).first()))
+
+
+def all_exact(program: Any, value: Any) -> list[Any]:
+    """``program.input_value(value).all()``, with every integer literal jq kept exact."""
+    text = json.dumps(value)
+    if not may_hold_large_int(text):
+        return program.input_text(text).all()  # type: ignore[no-any-return]
+    return _like_binding(json.loads(_as_json_text(program.program_string, True).input_text(text).first()))  # type: ignore[no-any-return]

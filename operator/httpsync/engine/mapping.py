@@ -29,9 +29,9 @@ from typing import Any, NamedTuple
 import jq
 
 from httpsync.api.models import EntityMappingSpec, HttpEndpointMappingSpec
-from httpsync.engine import jqfast, jqscope
+from httpsync.engine import jqfast, jqscope, jsoncodec
 from httpsync.engine.jqfast import Fallback, SimpleExpr
-from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type
+from httpsync.engine.jqutil import compile_jq, first_exact, jq_error_line, json_type
 from httpsync.engine.types import Entity
 from httpsync.errors import InvalidJqError
 
@@ -392,7 +392,7 @@ class Mapper:
         for i in todo:
             try:
                 outcomes[i] = build(units[i], rows.get(i))
-            except Fallback:
+            except (Fallback, RecursionError):  # RecursionError: a value nested very deeply
                 rerun.append(i)
             except MappingError as e:
                 outcomes[i] = str(e)
@@ -492,15 +492,15 @@ class Mapper:
     def _run(prog: Any, batch: list[Any]) -> list[Any]:
         """One jq run over a batch; an item jq cannot read gets a ``{"p": message}`` result."""
         try:
-            return prog.input_text(_dumps(batch)).first()  # type: ignore[no-any-return]
-        except (ValueError, UnicodeEncodeError) as e:
+            return first_exact(prog, _dumps(batch))  # type: ignore[no-any-return]
+        except (ValueError, UnicodeEncodeError, RecursionError) as e:
             if len(batch) == 1:
                 return [[{"p": str(e)}]]
         out: list[Any] = []
         for item in batch:
             try:
-                out.append(prog.input_text(_dumps([item])).first()[0])
-            except (ValueError, UnicodeEncodeError) as e:
+                out.append(first_exact(prog, _dumps([item]))[0])
+            except (ValueError, UnicodeEncodeError, RecursionError) as e:
                 out.append([{"p": str(e)}])
         return out
 
@@ -561,6 +561,10 @@ def _project(items: list[Any], fields: tuple[str, ...] | None) -> list[Any]:
 
 
 def _unreadable(message: str) -> str:
+    if "surrogate" in message:
+        message = f"it holds {jsoncodec.LONE_SURROGATE}"
+    elif "recursion" in message:
+        message = "it is nested too deeply"
     return f"the item cannot be read by jq: {message}"
 
 

@@ -13,7 +13,9 @@ When to stop, in this order of trust:
 
 1. an explicit signal: ``hasMorePath`` false or ``lastPagePath`` true (stop), or their opposite
    (continue); for cursor, nextLink and linkHeader the presence of a cursor or next link;
-2. ``totalPath``: the items received so far reached the total;
+2. ``totalPath``: the items received so far reached the total (an empty page before it ends the
+   pages too, but :attr:`Paginator.shortfall` says the data is incomplete: the fetch then fails with
+   ``IncompleteFetch``, so nothing is deleted);
 3. an empty page;
 4. a short page (fewer items than ``pageSize``), for offset and page, when a size is sent.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -42,10 +45,10 @@ from urllib.parse import urljoin
 import httpx
 
 from httpsync.api.models import PaginationSpec, PaginationType
-from httpsync.engine import jqfast
-from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type, normalize_path
+from httpsync.engine import jqfast, jsoncodec
+from httpsync.engine.jqutil import compile_jq, first_exact, jq_error_line, json_type, normalize_path
 from httpsync.engine.url import merge_query, same_origin
-from httpsync.errors import ConfigError, PaginationError
+from httpsync.errors import ConfigError, PaginationError, ResponseTooDeepError
 from httpsync.http.redact import redact
 
 PageRequest = tuple[str, dict[str, str]]
@@ -184,6 +187,8 @@ class Paginator:
         self.pages = 0  # pages received
         self.items = 0  # items received
         self.last_items = 0  # items of the last page received
+        # (received, announced) when the pages ended before the total the API announced (totalPath).
+        self.shortfall: tuple[int, float] | None = None
         self._last_hash: bytes | None = None
         self._current = url  # URL of the page being processed (for messages)
 
@@ -250,10 +255,22 @@ class Paginator:
             with contextlib.suppress(jqfast.Fallback):
                 return jqfast.normalize(jqfast.walk(body, path.steps))
         try:
-            return path.program.input_value(body).first()
+            return first_exact(path.program, json.dumps(body))
         except StopIteration:
             return None
+        except RecursionError:
+            if path.steps is not None:
+                with contextlib.suppress(jqfast.Fallback, RecursionError):
+                    return jqfast.normalize(jqfast.walk(body, path.steps))
+            raise ResponseTooDeepError(
+                f"{path.field} {path.expr!r} cannot run on the response of {self.display(self._current)}: "
+                "it is nested too deeply"
+            ) from None
         except ValueError as e:
+            if path.steps is not None and jsoncodec.has_lone_surrogate(body):
+                # jq refuses the whole body; the path itself may be fine (the bad string is in an item).
+                with contextlib.suppress(jqfast.Fallback):
+                    return jqfast.normalize(jqfast.walk(body, path.steps))
             detail = redact(jq_error_line(e))
             raise PaginationError(
                 f"{path.field} {path.expr!r} failed on the response of {self.display(self._current)} "
@@ -330,7 +347,10 @@ class _CountedPaginator(Paginator):
             return explicit
         total = self.known_total = self._total(body)
         if total is not None:
-            return bool(items) and self.items < total
+            more = bool(items) and self.items < total
+            if not more and self.items < total:
+                self.shortfall = (self.items, total)  # an empty page before the total: the data is incomplete
+            return more
         if not items:
             return False
         return not (self._sends_size(self.size_default) and len(items) < self.spec.page_size)

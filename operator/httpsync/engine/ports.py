@@ -52,7 +52,22 @@ class MappingState(Protocol):
     """Change-detection memory of one mapping for the duration of one sync."""
 
     async def diff(self, entities: Sequence[Entity]) -> tuple[list[Entity], int]:
-        """Mark entities as seen in this sync; return (those to push, count unchanged)."""
+        """Mark entities as seen in this sync; return (those to push, count unchanged). An entity
+        seen before in this sync (the same blueprint and identifier) is a duplicate: the first one
+        wins, later ones are neither pushed nor counted (see :meth:`take_duplicates`)."""
+        ...
+
+    def take_duplicates(self) -> list[EntityRef]:
+        """The duplicates the diffs met since the last call (one ref per duplicate item)."""
+        ...
+
+    def take_conflicts(self) -> list[tuple[EntityRef, str]]:
+        """The entities the diffs met since the last call that another mapping (named) produces too."""
+        ...
+
+    async def release_shared(self) -> int:
+        """Before deleting: let go of the stale entities another mapping still produces (they are not
+        deleted; the other mapping writes them again as its own). Returns how many."""
         ...
 
     async def known_count(self) -> int:
@@ -84,8 +99,13 @@ class StateStore(Protocol):
         """Every entity the owner's memory holds, in (blueprint, identifier) order."""
         ...
 
+    def owned_exclusively(self, owner: str) -> AsyncIterator[EntityRef]:
+        """The entities of :meth:`owned` no other mapping produces (safe to delete with the mapping)."""
+        ...
+
     async def forget(self, owner: str) -> None:
-        """Drop a mapping's memory (after its entities were deleted, or to keep them unmanaged)."""
+        """Drop a mapping's memory (after its entities were deleted, or to keep them unmanaged). What
+        other mappings produce too is written again by their next sync."""
         ...
 
     async def aclose(self) -> None: ...

@@ -33,6 +33,7 @@ from httpsync.api.models import (
     HttpEndpointMappingSpec,
     PaginationSpec,
 )
+from httpsync.engine import jsoncodec
 from httpsync.engine.drift import open_state
 from httpsync.engine.fetch import FetchCounters, iter_pages
 from httpsync.engine.mapping import Mapper, PageResult
@@ -66,8 +67,60 @@ def _sample(message: str) -> str:
 
 async def map_items(mapper: Mapper, items: list[Any]) -> PageResult:
     if mapper.fast_path and len(items) <= INLINE_ITEMS:
-        return mapper.map_page(items)
-    return await asyncio.to_thread(mapper.map_page, items)
+        return _bounded(mapper.map_page(items))
+    return _bounded(await asyncio.to_thread(mapper.map_page, items))
+
+
+def _bounded(page: PageResult) -> PageResult:
+    """The page without the entities holding a value nested more than
+    :data:`~httpsync.engine.jsoncodec.MAX_VALUE_DEPTH` levels (each a mapping error naming the field):
+    every sink, and the change-detection hash, encodes every entity. Only an array or object holding
+    arrays or objects is looked at further."""
+    deep = [k for k, e in enumerate(page.entities) if _may_be_deep(e)]
+    if not deep:
+        return page
+    dropped: set[int] = set()
+    for k in deep:
+        e = page.entities[k]
+        field = _deep_field(e)
+        if field is not None:
+            dropped.add(k)
+            page.errors.append(
+                f"mappings.{field}: the value is nested more than {jsoncodec.MAX_VALUE_DEPTH} levels deep "
+                f"(entity {e['blueprint']}/{e['identifier']})"
+            )
+    if dropped:
+        page.entities = [e for k, e in enumerate(page.entities) if k not in dropped]
+    return page
+
+
+def _may_be_deep(e: Entity) -> bool:
+    nested = jsoncodec.nested_containers
+    for value in e["properties"].values():
+        t = type(value)
+        if (t is dict or t is list) and nested(value):
+            return True
+    for value in e["relations"].values():
+        t = type(value)
+        if (t is dict or t is list) and nested(value):
+            return True
+    for value in (e["title"], e["team"], e["icon"]):
+        t = type(value)
+        if t is dict or t is list:
+            return True
+    return False
+
+
+def _deep_field(e: Entity) -> str | None:
+    """The field of ``e`` holding a value nested too deeply, if any."""
+    for group in ("properties", "relations"):
+        for name, value in e.get(group, {}).items():
+            if jsoncodec.too_deep(value):
+                return f"{group}.{name}"
+    for name in ("title", "team", "icon"):
+        if jsoncodec.too_deep(e.get(name)):
+            return name
+    return None
 
 
 def _percent(part: int, whole: int) -> str:
@@ -117,10 +170,7 @@ async def sync_mapping(
                     _check(stop)
                     page = await map_items(mapper, items)
                     _count_page(page, result)
-                    if not batch.add(page.entities):
-                        _check(stop)
-                        await push.flush(batch)
-                        batch.add(page.entities)
+                    batch.add(page.entities)
                     if len(batch) >= FLUSH_ENTITIES:
                         _check(stop)
                         await push.flush(batch)
@@ -170,33 +220,23 @@ def _check(stop: asyncio.Event | None) -> None:
 
 
 class _Batch:
-    """Mapped entities waiting to be diffed, pushed and committed together."""
+    """Mapped entities waiting to be diffed, pushed and committed together (a duplicate, in the
+    batch or across batches, is the state's to find: the first one wins)."""
 
-    __slots__ = ("entities", "keys")
+    __slots__ = ("entities",)
 
     def __init__(self) -> None:
         self.entities: list[Entity] = []
-        self.keys: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
         return len(self.entities)
 
-    def add(self, entities: list[Entity]) -> bool:
-        """Add a page's entities, or nothing (False) when one of them is already waiting: the batch is
-        flushed first, so an entity met again on a later page is diffed against what was committed
-        for the first one, exactly as when each page was pushed on its own."""
-        if not entities:
-            return True
-        keys = [(e["blueprint"], e["identifier"]) for e in entities]
-        if self.entities and not self.keys.isdisjoint(keys):
-            return False
+    def add(self, entities: list[Entity]) -> None:
         self.entities += entities
-        self.keys.update(keys)
-        return True
 
     def take(self) -> list[Entity]:
         entities = self.entities
-        self.entities, self.keys = [], set()
+        self.entities = []
         return entities
 
 
@@ -226,8 +266,14 @@ class _Pusher:
         if not entities:
             return
         result = self.result
-        result.entities += len(entities)
         to_push, unchanged = await self.mstate.diff(entities)
+        duplicates = self.mstate.take_duplicates()
+        result.entities += len(entities) - len(duplicates)
+        if duplicates:
+            self._record_duplicates(duplicates)
+        conflicts = self.mstate.take_conflicts()
+        if conflicts:
+            self._record_conflicts(conflicts)
         result.entities_unchanged += unchanged
         if not to_push:
             return
@@ -243,6 +289,8 @@ class _Pusher:
         """Delete what was owned before and not seen now, unless the deletion guard holds it back."""
         result = self.result
         stale = await self.mstate.stale_count()
+        if stale and await self.mstate.release_shared():  # another mapping still produces those: kept
+            stale = await self.mstate.stale_count()
         if stale == 0:
             return
         if not guard.disabled and known > 0 and stale * 100 > guard.max_delete_percent * known:
@@ -272,6 +320,31 @@ class _Pusher:
         errors.samples += [_sample(f"{ref[0]}/{ref[1]}: {message}") for ref, message in invalid[: max(0, room)]]
         errors.count += len(invalid)
         return {(ref[0], ref[1]) for ref, _ in invalid}
+
+    def _record_duplicates(self, duplicates: list[EntityRef]) -> None:
+        """Duplicates count as mapping errors too (an item was skipped), with a sample each."""
+        result = self.result
+        result.entities_duplicate += len(duplicates)
+        errors = result.mapping_errors
+        errors.count += len(duplicates)
+        for b, i in duplicates[: max(0, MAX_ERROR_SAMPLES - len(errors.samples))]:
+            errors.samples.append(
+                _sample(f"mappings.identifier: {b}/{i} is produced by more than one item; the first one is kept")
+            )
+
+    def _record_conflicts(self, conflicts: list[tuple[EntityRef, str]]) -> None:
+        """Entities another mapping produces too: counted, and mapping errors naming the other one."""
+        result = self.result
+        result.entities_conflicting += len(conflicts)
+        errors = result.mapping_errors
+        errors.count += len(conflicts)
+        for (b, i), other in conflicts[: max(0, MAX_ERROR_SAMPLES - len(errors.samples))]:
+            errors.samples.append(
+                _sample(
+                    f"mappings.identifier: {b}/{i} is also produced by {other}; the sink keeps the one written "
+                    "last, and deletes it only when neither produces it"
+                )
+            )
 
     def _record_failures(self, failures: Sequence[tuple[EntityRef, str]]) -> set[tuple[str, str]]:
         result = self.result

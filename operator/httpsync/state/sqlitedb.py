@@ -40,10 +40,18 @@ CREATE TABLE IF NOT EXISTS sync_state (
     generation INTEGER NOT NULL,
     PRIMARY KEY (owner, blueprint, identifier)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sync_state_by_key ON sync_state (blueprint, identifier);
 
 CREATE TABLE IF NOT EXISTS sync_owners (
     owner      TEXT PRIMARY KEY,
     generation INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS sync_leases (
+    owner      TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    since      REAL NOT NULL,
+    expires    REAL NOT NULL
 ) WITHOUT ROWID;
 """
 
