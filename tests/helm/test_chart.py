@@ -967,3 +967,37 @@ def test_pod_passes_restricted_pod_security_admission(kube: Any, tmp_path: Path)
     pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
     proc = kube.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
     assert proc.returncode != 0 and 'violates PodSecurity "restricted' in proc.stderr, proc.stderr
+
+
+def test_replicas_elect_a_leader(helm_bin: Path, tmp_path: Path) -> None:
+    """replicaCount > 1: every replica runs `httpsync run --leader-elect` on a Lease of the release namespace,
+    with the RBAC for it and a PodDisruptionBudget; the parsed command line asks for it."""
+    from httpsync.cli.main import build_parser
+    from httpsync.controller.run import config_from_args
+
+    docs = render(helm_bin, tmp_path, {"replicaCount": 2, "defaultSink": {"type": "webhook", "webhook": {
+        "url": "https://hooks.example.com/x"}}})  # fmt: skip
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    c = container(docs)
+    args = config_from_args(build_parser().parse_args(["run", *c["args"]]))
+    assert args.leader_elect and args.leader_election_namespace == "httpsync-system"
+    assert args.leader_election_id == deployment["metadata"]["name"]
+    roles = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+    assert len(roles) == 1 and roles[0]["metadata"]["namespace"] == "httpsync-system"
+    assert rules_table(roles[0]["rules"]) == {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+    assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+
+    single = render(helm_bin, tmp_path, {})
+    assert one(single, "Deployment")["spec"]["replicas"] == 1
+    assert "--leader-elect" not in container(single)["args"]
+    assert not of_kind(single, "PodDisruptionBudget")
+    assert not [r for r in of_kind(single, "Role") if "leader" in r["metadata"]["name"]]
+
+
+def test_replicas_refuse_a_volume_they_cannot_share(helm_bin: Path, tmp_path: Path) -> None:
+    proc = template(helm_bin, tmp_path, {"replicaCount": 2, "persistence": {"enabled": True}}, check=False)
+    assert isinstance(proc, subprocess.CompletedProcess)
+    assert proc.returncode != 0 and "ReadWriteMany" in proc.stderr
+    shared = {"replicaCount": 2, "persistence": {"enabled": True, "accessModes": ["ReadWriteMany"]}}
+    assert one(render(helm_bin, tmp_path, shared), "Deployment")["spec"]["replicas"] == 2

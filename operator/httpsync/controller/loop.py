@@ -20,7 +20,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 
 from httpsync.controller import events
-from httpsync.controller.metrics import Metrics
+from httpsync.controller.metrics import UNSHARDED, Metrics
 from httpsync.controller.objects import MappingObject, SourceObject
 from httpsync.controller.patch import StatusWriter
 from httpsync.controller.reconcile import Reconciler
@@ -51,6 +51,7 @@ class SourceLoop:
     # So that the watch events caused by our own status patches do not trigger another sync.
     started_source: Seen | None = None
     started_mappings: dict[str, Seen] = field(default_factory=dict)
+    mappings: int = 0  # at its last sync (for the objects-per-shard gauge)
 
 
 class Scheduler:
@@ -64,6 +65,7 @@ class Scheduler:
         max_backoff: float = 300.0,
         max_syncs: int = 8,
         metrics: Metrics | None = None,
+        shard: str | None = None,
     ) -> None:
         self.reconciler = reconciler
         self.writer = writer
@@ -72,6 +74,9 @@ class Scheduler:
         self.slots = asyncio.Semaphore(max_syncs)
         self.metrics = metrics or Metrics(CollectorRegistry())
         self.metrics.sync_slots.set(max_syncs)
+        label = shard or UNSHARDED
+        self._sources_gauge = self.metrics.shard_objects.labels(label, "HttpSource")
+        self._mappings_gauge = self.metrics.shard_objects.labels(label, "HttpEndpointMapping")
         self.settle = settle  # a new source waits this long for its mappings' watch events
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -103,6 +108,7 @@ class Scheduler:
         source = latest()
         loop = SourceLoop(source.key)
         self.loops[source.key] = loop
+        self._sources_gauge.set(len(self.loops))
         failures = 0  # consecutive failures to talk to the API server
         try:
             loop.next_due = source.due_at()
@@ -134,6 +140,8 @@ class Scheduler:
                     if source.suspended:
                         continue
                     mappings = mappings_of(source.key)
+                    self._mappings_gauge.inc(len(mappings) - loop.mappings)
+                    loop.mappings = len(mappings)
                     loop.started_source = _seen(source)
                     loop.started_mappings = {m.name: _seen(m) for m in mappings}
                     # This sync handles whatever woke the loop so far (the first-contact patches' own watch
@@ -153,6 +161,8 @@ class Scheduler:
                     loop.next_due = time.time() + step * random.uniform(0.5, 1.0)
         finally:
             self.loops.pop(source.key, None)
+            self._sources_gauge.set(len(self.loops))
+            self._mappings_gauge.dec(loop.mappings)
             self.metrics.forget_source(*source.key)
 
     async def _sync(

@@ -71,6 +71,13 @@ class Metrics:
             registry=registry,
         )
 
+        self.entities_conflicting = Gauge(
+            "httpsync_entities_conflicting",
+            "Entities of the mapping's last sync that another mapping produces too (same blueprint and identifier).",
+            ["namespace", "mapping"],
+            registry=registry,
+        )
+
         # ---- the operator at scale (issue 14 §5): global fairness, schedule, shards
         self.syncs_in_flight = Gauge(
             "httpsync_syncs_in_flight",
@@ -208,6 +215,7 @@ class Metrics:
             self.entities_deleted,
             self.items_fetched,
             self.mapping_interval,
+            self.entities_conflicting,
             self.deletion_guard_trips,
             self.sink_errors,
         ):

@@ -85,6 +85,7 @@ class Reconciler:
             status = mapping_synced(outcome, now)
             await self.writer.mapping(outcome.mapping.meta, status)
             events.on_transition(outcome.mapping.body, ready_of(outcome.mapping.status), ready_of(status))
+            _report_conflicts(outcome)
         next_sync = iso(schedule(source.interval_seconds)) if schedule is not None else None
         status = source_synced(source, outcomes, now, source_error=source_error, next_sync_time=next_sync)
         await self.writer.source(source.meta, status)
@@ -208,6 +209,7 @@ class Reconciler:
         self.mappers.pop(uid, None)
 
     def _observe(self, mapping: MappingObject, result: EndpointResult) -> None:
+        self.metrics.entities_conflicting.labels(mapping.namespace, mapping.name).set(result.entities_conflicting)
         m, ns, name = self.metrics, mapping.namespace, mapping.name
         m.sync_duration.labels(ns, mapping.source_name, name).observe(result.duration_seconds)
         m.syncs.labels(ns, mapping.source_name, name, result.outcome).inc()
@@ -267,3 +269,21 @@ class Reconciler:
                     raise SinkError(f"{len(report.failed)} of {len(refs)} entities could not be deleted")
             await target.state.forget(owner)
             return len(refs)
+
+
+def _report_conflicts(outcome: MappingOutcome) -> None:
+    """An Event when a mapping starts sharing entities with another mapping (each of the two reports
+    its side): the same blueprint+identifier from two mappings is usually a mistake in one of them."""
+    result = outcome.result
+    if result is None or not result.entities_conflicting:
+        return
+    before = outcome.mapping.status.last_sync
+    if before is not None and before.entities_conflicting:
+        return  # said already
+    sample = next((s for s in result.mapping_errors.samples if "also produced by" in s), "")
+    events.warning(
+        outcome.mapping.body,
+        "OwnershipConflict",
+        f"{result.entities_conflicting} entities are also produced by another mapping; each is kept while either "
+        f"produces it. {sample}".strip(),
+    )

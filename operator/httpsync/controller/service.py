@@ -31,7 +31,7 @@ class SyncService:
         self.writer = StatusWriter(kube)
         self.reconciler = Reconciler(config, kube, sinks, metrics)
         self.scheduler = Scheduler(
-            self.reconciler, self.writer, max_syncs=config.max_concurrent_syncs, metrics=metrics
+            self.reconciler, self.writer, max_syncs=config.max_concurrent_syncs, metrics=metrics, shard=config.shard
         )
 
     @property

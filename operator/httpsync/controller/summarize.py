@@ -190,6 +190,11 @@ def _success_message(result: EndpointResult) -> str:
         extras.append(f"{result.mapping_error_count} mapping errors")
     if result.entities_failed:
         extras.append(f"{result.entities_failed} rejected by the sink")
+    if result.entities_conflicting:
+        extras.append(
+            f"{result.entities_conflicting} also produced by another mapping, kept while either produces them "
+            "(lastSync.mappingErrors names it)"
+        )
     return msg + (" (" + ", ".join(extras) + ")" if extras else "")
 
 
