@@ -31,6 +31,7 @@ from httpsync.cli.common import (
 from httpsync.cli.manifests import Manifests
 from httpsync.engine.types import SecretResolver
 from httpsync.errors import EngineError
+from httpsync.http.policy import add_policy_arguments, policy_from_args
 
 if TYPE_CHECKING:
     from httpsync.engine.sync import PreviewResult
@@ -47,6 +48,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--mapping", action="append", metavar="NAME", help="only this HttpEndpointMapping (repeatable)")
     p.add_argument("--limit", type=int, default=10, metavar="N", help="entities to show per mapping (default 10)")
     p.add_argument("-o", "--output", choices=["yaml", "json", "table"], default="yaml", help="output format")
+    add_policy_arguments(p)
     add_demo_args(p)
     p.set_defaults(handler=run)
 
@@ -64,6 +66,8 @@ async def _preview(args: argparse.Namespace, manifests: Manifests, mappings: lis
     from httpsync.engine.runner import run_source
     from httpsync.engine.sync import PreviewResult, failed_result, preview_mapping
 
+    policy = policy_from_args(args)
+
     async def work(client: Any, m: HttpEndpointMapping) -> PreviewResult:
         return await preview_mapping(client, m.metadata.name, m.spec, pagination_of(manifests, m), limit=args.limit)
 
@@ -73,7 +77,7 @@ async def _preview(args: argparse.Namespace, manifests: Manifests, mappings: lis
     async def run(
         source: HttpSourceSpec, secrets: SecretResolver, group: list[HttpEndpointMapping], limit: Semaphore
     ) -> list[PreviewResult]:
-        return await run_source(source, group, secrets, work, failed, concurrency=limit)
+        return await run_source(source, group, secrets, work, failed, concurrency=limit, check_url=policy.check)
 
     async with demo_api(args.demo_api, args.demo_api_port):
         results = await for_each_source(manifests, mappings, run)

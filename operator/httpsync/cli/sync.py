@@ -31,6 +31,7 @@ from httpsync.cli.common import (
 )
 from httpsync.cli.manifests import Manifests
 from httpsync.engine.types import EndpointResult, SecretResolver
+from httpsync.http.policy import add_policy_arguments, policy_from_args
 
 
 def register(subparsers: Any) -> None:
@@ -44,6 +45,7 @@ def register(subparsers: Any) -> None:
     add_manifest_args(p)
     add_catalog_arg(p)
     p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+    add_policy_arguments(p)
     add_demo_args(p)
     p.set_defaults(handler=run)
 
@@ -64,6 +66,7 @@ async def _sync(
     from httpsync.sinks.catalog import Catalog, default_catalog_path
 
     path = default_catalog_path(args.catalog)
+    policy = policy_from_args(args)
     async with demo_api(args.demo_api, args.demo_api_port):
         try:
             catalog = await Catalog.open(path)
@@ -75,7 +78,9 @@ async def _sync(
                 source: HttpSourceSpec, secrets: SecretResolver, group: list[HttpEndpointMapping], limit: Semaphore
             ) -> list[EndpointResult]:
                 todo = [SourceMapping(m.metadata.name, owner_of(m), m.spec, mappers[id(m)]) for m in group]
-                return await sync_source(source, todo, secrets, catalog.sink, catalog.state, concurrency=limit)
+                return await sync_source(
+                    source, todo, secrets, catalog.sink, catalog.state, concurrency=limit, check_url=policy.check
+                )
 
             results = await for_each_source(manifests, mappings, run)
             total = await catalog.sink.count()

@@ -39,6 +39,7 @@ from httpsync.errors import (
 )
 from httpsync.http.auth import TokenAuth
 from httpsync.http.limits import RequestLimiter
+from httpsync.http.policy import check_url_resolved, policy_of
 from httpsync.http.responses import body_start, status_text
 from httpsync.http.retry import Retrier, RetryPolicy
 from httpsync.http.transport import default_transport
@@ -131,12 +132,16 @@ class SourceClient:
         layer's default transport (:func:`httpsync.http.transport.default_transport`: aiohttp,
         unless ``HTTPSYNC_HTTP_TRANSPORT=httpx`` asks for httpx's own)."""
         join_url(spec.base_url, "/")  # validates the baseUrl
-        if check_url is not None:
-            check_url(display_url(spec.base_url))
-        if transport is None:
-            # aiohttp's connection handling costs several times less CPU per request than httpcore's.
-            transport = default_transport(verify=_ssl_verify(spec), max_connections=spec.max_concurrent_requests + 1)
+        await check_url_resolved(check_url, display_url(spec.base_url))
         auth = await build_auth(spec.auth, secrets, base_url=spec.base_url)
+        if isinstance(auth, TokenAuth):
+            await check_url_resolved(check_url, display_url(auth.token_url))
+        if transport is None:
+            # aiohttp's connection handling costs several times less CPU per request than httpcore's;
+            # its resolver checks the addresses connected to against the destination policy.
+            transport = default_transport(
+                verify=_ssl_verify(spec), max_connections=spec.max_concurrent_requests + 1, policy=policy_of(check_url)
+            )
         return cls(spec, auth, check_url=check_url, on_response=on_response, transport=transport)
 
     async def __aenter__(self) -> SourceClient:
@@ -165,8 +170,7 @@ class SourceClient:
                 f"refusing to send a request to {url}: it is not on the host of baseUrl "
                 f"{self.display(self.base_url)} (a redirect to another host?)"
             )
-        if self._check_url is not None:
-            self._check_url(url)
+        await check_url_resolved(self._check_url, url)
 
     # -- requests
 

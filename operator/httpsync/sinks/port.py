@@ -34,6 +34,7 @@ from httpsync.engine.url import display_url
 from httpsync.errors import ConfigError, EngineError, SinkError
 from httpsync.http.auth import TokenAuth
 from httpsync.http.limits import RequestLimiter
+from httpsync.http.policy import check_url_resolved, policy_of
 from httpsync.http.redact import register_secret
 from httpsync.http.responses import body_start, short, status_text
 from httpsync.http.retry import Retrier, RetryPolicy
@@ -157,7 +158,7 @@ class PortSink:
         self._http = httpx.AsyncClient(
             auth=self._auth,
             timeout=httpx.Timeout(timeout),
-            transport=transport if transport is not None else default_transport(),
+            transport=transport if transport is not None else default_transport(policy=policy_of(check_url)),
             follow_redirects=False,  # the token goes to the Port host only
             headers={"Accept": "application/json", "User-Agent": "httpsync"},
             event_hooks={"request": [self._before_send]},
@@ -179,8 +180,7 @@ class PortSink:
 
     async def _before_send(self, request: httpx.Request) -> None:
         self.requests += 1
-        if self._check_url is not None:
-            self._check_url(display_url(str(request.url)))
+        await check_url_resolved(self._check_url, display_url(str(request.url)))
 
     def _shown(self, path: str) -> str:
         return display_url(self.base_url + path)
