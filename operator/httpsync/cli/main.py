@@ -27,7 +27,6 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="httpsync",
@@ -40,9 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _TerminalFormatter(RedactingFormatter):
+    """Redacted, and what a terminal would act on (ANSI escapes from API data) written out."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from httpsync.cli.common import terminal_safe
+
+        return terminal_safe(super().format(record), newlines=True)
+
+
 def _setup_logging(verbosity: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_TerminalFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO if verbosity == 1 else logging.WARNING)
@@ -57,8 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except CommandError as e:
+        from httpsync.cli.common import terminal_safe
+
         for line in e.message.splitlines():
-            print(f"httpsync: {redact(line)}", file=sys.stderr)
+            print(f"httpsync: {terminal_safe(redact(line))}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
         print("httpsync: interrupted", file=sys.stderr)

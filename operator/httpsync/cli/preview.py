@@ -10,8 +10,6 @@ from asyncio import Semaphore
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from httpsync.api.models import HttpEndpointMapping, HttpSourceSpec
 from httpsync.cli.common import (
     EXIT_FAILED,
@@ -20,6 +18,7 @@ from httpsync.cli.common import (
     add_manifest_args,
     check_mappings,
     demo_api,
+    dump_yaml,
     for_each_source,
     load,
     pagination_of,
@@ -27,6 +26,7 @@ from httpsync.cli.common import (
     run_async,
     select_mappings,
     shorten,
+    terminal_safe,
 )
 from httpsync.cli.manifests import Manifests
 from httpsync.engine.types import SecretResolver
@@ -86,7 +86,7 @@ async def _preview(args: argparse.Namespace, manifests: Manifests, mappings: lis
         json.dump(docs, sys.stdout, indent=2)
         print()
     elif args.output == "yaml":
-        yaml.safe_dump(docs, sys.stdout, sort_keys=False, allow_unicode=True)
+        dump_yaml(docs)
     else:
         _print_tables(results)
     return EXIT_OK if all(r.result.succeeded for r in results) else EXIT_FAILED
@@ -98,7 +98,7 @@ def _print_tables(results: list[PreviewResult]) -> None:
             print()
         r = p.result
         head = f"{r.mapping} ({r.kind}): {r.items_fetched} items fetched, {r.items_filtered} filtered"
-        print(head if r.succeeded else f"{head}; {r.outcome} ({r.reason}): {r.message}")
+        print(terminal_safe(head if r.succeeded else f"{head}; {r.outcome} ({r.reason}): {r.message}"))
         if p.entities:
             rows = [
                 [e["blueprint"], e["identifier"], shorten(str(e.get("title")), 40), shorten(_compact(e), 70)]
@@ -106,7 +106,7 @@ def _print_tables(results: list[PreviewResult]) -> None:
             ]
             print_table(["BLUEPRINT", "IDENTIFIER", "TITLE", "PROPERTIES/RELATIONS"], rows)
         for err in p.errors:
-            print(f"  error: {err}")
+            print(f"  error: {terminal_safe(str(err))}")
 
 
 def _compact(entity: Mapping[str, Any]) -> str:

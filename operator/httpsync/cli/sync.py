@@ -28,6 +28,7 @@ from httpsync.cli.common import (
     print_table,
     run_async,
     shorten,
+    terminal_safe,
 )
 from httpsync.cli.manifests import Manifests
 from httpsync.engine.types import EndpointResult, SecretResolver
@@ -128,7 +129,7 @@ def _print_results(results: list[EndpointResult], path: str, total: int) -> None
             notes += [f"    {s}" for s in r.sink_error_samples]
     if notes:
         print()
-        print("\n".join(notes))
+        print("\n".join(terminal_safe(n) for n in notes))
     failed = sum(not r.succeeded for r in results)
     print()
     print(

@@ -41,7 +41,7 @@ from httpsync.http.auth import TokenAuth
 from httpsync.http.limits import RequestLimiter
 from httpsync.http.policy import check_url_resolved, policy_of
 from httpsync.http.responses import body_start, status_text
-from httpsync.http.retry import Retrier, RetryPolicy
+from httpsync.http.retry import Retrier, RetryPolicy, ServerWait
 from httpsync.http.transport import default_transport
 
 TLS_HINT = "set tls.caBundle to the CA that signed it"
@@ -75,6 +75,7 @@ class SourceClient:
         check_url: Callable[[str], None] | None = None,
         on_response: Callable[[int | None], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_wait: Callable[[ServerWait], None] | None = None,
     ) -> None:
         self.spec = spec
         self.base_url = spec.base_url
@@ -94,6 +95,7 @@ class SourceClient:
             limiter=self._limiter,
             tls_hint=TLS_HINT,
             on_response=on_response,
+            on_wait=on_wait,
         )
         self._sensitive = [spec.auth.query_param] if spec.auth.query_param else []
         self._origins = {origin(spec.base_url)}
@@ -124,13 +126,16 @@ class SourceClient:
         check_url: Callable[[str], None] | None = None,
         on_response: Callable[[int | None], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_wait: Callable[[ServerWait], None] | None = None,
     ) -> SourceClient:
         """Read the credentials and build the client. ``check_url`` (the destination policy) is
         asked about the baseUrl now and about every request later; it raises
         :class:`DestinationDeniedError`. ``on_response`` gets each attempt's status code, or None
-        for a transport error (for metrics). Without ``transport``, requests go through the HTTP
-        layer's default transport (:func:`httpsync.http.transport.default_transport`: aiohttp,
-        unless ``HTTPSYNC_HTTP_TRANSPORT=httpx`` asks for httpx's own)."""
+        for a transport error (for metrics); ``on_wait`` each wait the API asks for (``Retry-After``),
+        before it is waited (:class:`~httpsync.http.retry.ServerWait`). Without ``transport``,
+        requests go through the HTTP layer's default transport
+        (:func:`httpsync.http.transport.default_transport`: aiohttp, unless
+        ``HTTPSYNC_HTTP_TRANSPORT=httpx`` asks for httpx's own)."""
         join_url(spec.base_url, "/")  # validates the baseUrl
         await check_url_resolved(check_url, display_url(spec.base_url))
         auth = await build_auth(spec.auth, secrets, base_url=spec.base_url)
@@ -142,7 +147,7 @@ class SourceClient:
             transport = default_transport(
                 verify=_ssl_verify(spec), max_connections=spec.max_concurrent_requests + 1, policy=policy_of(check_url)
             )
-        return cls(spec, auth, check_url=check_url, on_response=on_response, transport=transport)
+        return cls(spec, auth, check_url=check_url, on_response=on_response, transport=transport, on_wait=on_wait)
 
     async def __aenter__(self) -> SourceClient:
         return self
