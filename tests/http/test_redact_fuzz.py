@@ -223,3 +223,17 @@ async def test_the_cli_logs_and_json_output_carry_no_secret(echo: Echo, tmp_path
         assert "HTTP Request: GET" in err  # httpx's own line is there, masked
         assert out.count("400 Bad Request") >= len(docs), out
         assert not leaks(out) and not leaks(err), (args, [line for line in (out + err).splitlines() if leaks(line)])
+
+
+def test_with_many_secrets_each_is_still_found() -> None:
+    from httpsync.http import redact as module
+
+    many = [f"Zx{1000 + i}Q-tenant-token-{i:04d}-{'ab' * (i % 7)}" for i in range(120)]
+    for s in many:
+        register_secret(s)
+    assert len(module._ordered) > module.INDEX_FROM  # the gram index is in use
+    for s in many[::7]:
+        for text in (f"token {s} end", f"q={quote_plus(s)}&x=1", json.dumps({"t": s})):
+            assert not leaks(redact(text)), text
+    register_secret("x-y-z-")  # no alphanumeric run of GRAM characters: always tried
+    assert redact("got x-y-z- back") == "got *** back"

@@ -100,6 +100,13 @@ def _compile(value: str) -> _Secret:
 _secrets: dict[str, _Secret] = {}
 _ordered: tuple[_Secret, ...] = ()  # longest first: a secret containing another is masked whole
 _longest = 0
+# With many secrets (every tenant's, every token renewed), the candidates for a text are found
+# through the first GRAM characters of their anchors instead of one scan per secret.
+GRAM = 4
+INDEX_FROM = 32  # secrets registered before the index is used
+_by_gram: dict[str, tuple[_Secret, ...]] = {}
+_unindexed: tuple[_Secret, ...] = ()  # anchors shorter than GRAM: always tried
+_rank: dict[str, int] = {}  # position in _ordered
 
 
 def register_secret(value: str | None) -> None:
@@ -108,7 +115,7 @@ def register_secret(value: str | None) -> None:
 
     Values shorter than 4 characters are not registered: masking them would mangle ordinary text.
     """
-    global _ordered, _longest
+    global _ordered, _longest, _by_gram, _unindexed, _rank
     if not value or len(value) < MIN_SECRET_LENGTH or value in _secrets:
         return
     install_log_filter()
@@ -119,7 +126,15 @@ def register_secret(value: str | None) -> None:
         for c in compiled:
             _secrets.setdefault(c.value, c)
         _secrets[value] = compiled[0] if compiled[0].value == value else _compile(value)
-        _ordered = tuple(sorted(_secrets.values(), key=lambda s: len(s.value), reverse=True))
+        ordered = tuple(sorted(_secrets.values(), key=lambda s: len(s.value), reverse=True))
+        by_gram: dict[str, list[_Secret]] = {}
+        for s in ordered:
+            if len(s.anchor) >= GRAM:
+                by_gram.setdefault(s.anchor[:GRAM], []).append(s)
+        _by_gram = {k: tuple(v) for k, v in by_gram.items()}
+        _unindexed = tuple(s for s in ordered if len(s.anchor) < GRAM)
+        _rank = {s.value: i for i, s in enumerate(ordered)}
+        _ordered = ordered
         _longest = max(_longest, *(c.longest for c in compiled))
 
 
@@ -128,11 +143,23 @@ def longest_secret() -> int:
     return _longest
 
 
+def _candidates(lowered: str) -> tuple[_Secret, ...] | list[_Secret]:
+    ordered = _ordered
+    if len(ordered) <= INDEX_FROM:
+        return ordered
+    by_gram = _by_gram
+    grams = {lowered[i : i + GRAM] for i in range(len(lowered) - GRAM + 1)}
+    found = [s for g in grams & by_gram.keys() for s in by_gram[g]]
+    found += _unindexed
+    found.sort(key=lambda s: _rank.get(s.value, 0))
+    return found
+
+
 def redact(text: str) -> str:
-    if not text:
+    if not text or not _ordered:
         return text
     lowered = text.lower()
-    for s in _ordered:
+    for s in _candidates(lowered):
         if s.anchor in lowered and s.pattern.search(text):
             text = s.pattern.sub(_MASK, text)
             lowered = text.lower()
