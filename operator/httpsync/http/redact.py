@@ -14,12 +14,12 @@ Log records of the HTTP libraries (``httpx``'s ``HTTP Request: GET ...?api_key=.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
 import re
 import threading
-from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
 
 _MASK = "***"
@@ -61,40 +61,54 @@ def _first_forms(c: str) -> set[str]:
     return forms
 
 
-def _forms(c: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def _forms(c: str) -> tuple[str, ...]:
     """Every spelling of the character ``c``, one or two encodings deep."""
     first = _first_forms(c)
     forms = set(first)
     for f in first:
         if f != c:
             forms |= {_percent(f), _json(f), html.escape(f, quote=True), f.replace("%", "%25")}
-    return sorted(forms, key=len, reverse=True)
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
-@dataclass(frozen=True, slots=True)
+@functools.lru_cache(maxsize=4096)
+def _group(c: str, optional: bool) -> tuple[str, int]:
+    """The regex of the spellings of ``c`` and the longest text it matches."""
+    forms = _forms(c)
+    alternatives = "|".join(re.escape(f) for f in forms)
+    longest = max(len(f) for f in forms)
+    if optional:
+        return f"(?:{alternatives}|\\s{{1,{WHITESPACE_RUN}}})?", longest + WHITESPACE_RUN
+    return f"(?:{alternatives})", longest
+
+
 class _Secret:
-    value: str
-    anchor: str  # its longest alphanumeric run, lower-cased: kept by every encoding ("" if none)
-    pattern: re.Pattern[str]
-    longest: int  # the longest text the pattern can match
+    """One registered value: its anchor (its longest alphanumeric run, lower-cased, which every
+    spelling keeps; "" if none), the longest text it can have become, and its pattern, compiled on
+    first use (registering a long token costs no regex compilation on the event loop)."""
+
+    __slots__ = ("_pattern", "_source", "anchor", "longest", "value")
+
+    def __init__(self, value: str) -> None:
+        solid = sum(not c.isspace() for c in value)
+        groups = [_group(c, c.isspace() and solid >= MIN_SECRET_LENGTH) for c in value]
+        runs = _ALNUM_RUN.findall(value)
+        self.value = value
+        self.anchor = max(runs, key=len).lower() if runs else ""
+        self.longest = sum(n for _, n in groups)
+        self._source = "".join(g for g, _ in groups)
+        self._pattern: re.Pattern[str] | None = None
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        if self._pattern is None:
+            self._pattern = re.compile(self._source, re.IGNORECASE)
+        return self._pattern
 
 
 def _compile(value: str) -> _Secret:
-    solid = sum(not c.isspace() for c in value)
-    parts: list[str] = []
-    longest = 0
-    for c in value:
-        forms = _forms(c)
-        alternatives = "|".join(re.escape(f) for f in forms)
-        longest += max(len(f) for f in forms)
-        if c.isspace() and solid >= MIN_SECRET_LENGTH:
-            parts.append(f"(?:{alternatives}|\\s{{1,{WHITESPACE_RUN}}})?")
-            longest += WHITESPACE_RUN
-        else:
-            parts.append(f"(?:{alternatives})")
-    runs = _ALNUM_RUN.findall(value)
-    anchor = max(runs, key=len).lower() if runs else ""
-    return _Secret(value, anchor, re.compile("".join(parts), re.IGNORECASE), longest)
+    return _Secret(value)
 
 
 _secrets: dict[str, _Secret] = {}
