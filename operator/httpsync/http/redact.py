@@ -158,8 +158,12 @@ def longest_secret() -> int:
 
 
 def _candidates(lowered: str) -> tuple[_Secret, ...] | list[_Secret]:
+    """The secrets worth trying on ``lowered``: all of them, or, when one scan per secret would cost
+    more than indexing the text's grams (many secrets, a short text), those whose anchor starts with
+    one of its grams (measured: a scan costs ~0.3 us + 0.3 ns a character, a gram ~0.12 us)."""
     ordered = _ordered
-    if len(ordered) <= INDEX_FROM:
+    n, length = len(ordered), len(lowered)
+    if n <= INDEX_FROM or n * (3000 + 3 * length) <= 1200 * length:
         return ordered
     by_gram = _by_gram
     grams = {lowered[i : i + GRAM] for i in range(len(lowered) - GRAM + 1)}
