@@ -2,10 +2,13 @@
 and whether a human must act (``stalled``: retrying alone will not fix it).
 
 Messages are written for the user and never contain secret values: anything built from
-server responses or exceptions goes through :func:`httpsync.http.redact.redact` first.
+server responses or exceptions goes through :func:`httpsync.http.redact.redact` first, and every
+message is redacted once more when the error is made (a registered secret in any of its spellings).
 """
 
 from __future__ import annotations
+
+from httpsync.http.redact import redact
 
 
 class EngineError(Exception):
@@ -13,6 +16,7 @@ class EngineError(Exception):
     stalled: bool = False
 
     def __init__(self, message: str, *, reason: str | None = None, stalled: bool | None = None) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         if reason is not None:

@@ -29,7 +29,9 @@ def test_allow_list_by_host_pattern_and_cidr() -> None:
         p.check("https://example.com/")  # *.example.com does not cover the apex
 
 
-def test_hostname_resolving_to_denied_address_is_denied() -> None:
+async def test_hostname_resolving_to_denied_address_is_denied() -> None:
     p = DestinationPolicy(deny=["127.0.0.0/8"])
     with pytest.raises(DestinationDeniedError):
-        p.check("http://localhost:8080/")
+        await p.check_resolved("http://localhost:8080/")  # the DNS answers (off the event loop)
+    with pytest.raises(DestinationDeniedError):
+        p.check("http://localhost:8080/")  # and, once known, by the cheap check too

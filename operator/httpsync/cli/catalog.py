@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import sqlite3
 from typing import Any
 
 from httpsync.cli import CommandError
-from httpsync.cli.common import EXIT_FAILED, EXIT_OK, add_catalog_arg, print_table, run_async, shorten
+from httpsync.cli.common import EXIT_FAILED, EXIT_OK, add_catalog_arg, dump_json, print_table, run_async, shorten
 
 FIELDS = ("identifier", "title", "blueprint", "properties", "relations", "team", "icon")
 
@@ -38,14 +38,17 @@ async def _list(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         message = f"no catalog at {path} (run `httpsync sync` first, or give --catalog)"
         raise CommandError(message, EXIT_FAILED) from None
+    except (sqlite3.Error, OSError) as e:
+        raise CommandError(f"cannot read the catalog {path}: {e} (is it an httpsync catalog?)", EXIT_FAILED) from None
     try:
         entities = await catalog.sink.list_entities(args.blueprint)
+    except sqlite3.Error as e:
+        raise CommandError(f"cannot read the catalog {path}: {e} (is it an httpsync catalog?)", EXIT_FAILED) from None
     finally:
         await catalog.aclose()
     docs = [_doc(e) for e in entities]
     if args.output == "json":
-        json.dump(docs, sys.stdout, indent=2, ensure_ascii=False)
-        print()
+        dump_json(docs)
     else:
         rows = [[d["blueprint"], d["identifier"], shorten(str(d["title"]), 40), shorten(_compact(d), 70)] for d in docs]
         print_table(["BLUEPRINT", "IDENTIFIER", "TITLE", "PROPERTIES/RELATIONS"], rows)

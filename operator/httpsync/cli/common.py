@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TextIO, TypeVar
@@ -91,13 +93,25 @@ def owner_of(mapping: HttpEndpointMapping) -> str:
 
 
 def check_mappings(manifests: Manifests, mappings: Sequence[HttpEndpointMapping]) -> dict[int, Any]:
-    """Compile every mapping's jq (mappings and fetch side) now: exit 2 naming file, object and field.
+    """Compile every mapping's jq (mappings and fetch side) now, and check the URLs of their sources
+    (a baseUrl that cannot be parsed, a port out of range): exit 2 naming file, object and field.
     Returns the compiled mappers by ``id(mapping)``."""
     from httpsync.engine.fetch import FetchPlan
     from httpsync.engine.mapping import Mapper
+    from httpsync.engine.url import join_url
 
     mappers: dict[int, Any] = {}
     problems: list[str] = []
+    seen: set[int] = set()
+    for m in mappings:
+        source = manifests.source_of(m)
+        if id(source) in seen:
+            continue
+        seen.add(id(source))
+        try:
+            join_url(source.spec.base_url, "/")
+        except EngineError as e:
+            problems.append(f"{manifests.where(source)}: spec.{e.message}")
     for m in mappings:
         try:
             FetchPlan.compile(m.spec, pagination_of(manifests, m))
@@ -165,9 +179,54 @@ async def for_each_source(manifests: Manifests, mappings: Sequence[HttpEndpointM
 # --------------------------------------------------------------------------- output
 
 
+# Characters a terminal acts on rather than shows: C0 controls (ESC starts ANSI sequences), DEL,
+# C1 controls (0x9b is a one-byte CSI) and the bidirectional overrides that reorder what is shown.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NOT_C0 = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_NO_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str, *, newlines: bool = False) -> str:
+    """``text`` with every character a terminal would act on (ANSI escapes, other controls, bidi
+    overrides) written out as ``\\x1b``, ``\\u202e``...; ``newlines``: keep line breaks."""
+    return (_CONTROL_NO_NEWLINE if newlines else _CONTROL).sub(_escape, text)
+
+
+def dump_json(doc: Any, out: TextIO | None = None) -> None:
+    """``doc`` as indented JSON, non-ASCII text kept but C1 controls and bidi overrides escaped
+    (``json`` escapes only C0 controls)."""
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
+    print(_NOT_C0.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text), file=out or sys.stdout)
+
+
+def dump_yaml(doc: Any, out: TextIO | None = None) -> None:
+    """``doc`` as YAML. PyYAML escapes the control characters; the bidi overrides it considers
+    printable are escaped too (their strings are written double-quoted, where ``\\u202e`` means
+    the same character)."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        style = '"' if _NOT_C0.search(value) else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    dumped = yaml.dump(doc, Dumper=Dumper, sort_keys=False, allow_unicode=True)
+    (out or sys.stdout).write(_NOT_C0.sub(lambda m: f"\\u{ord(m.group(0)):04x}", dumped))
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | None = None) -> None:
+    """A plain-text table; cells (API data) made terminal-safe."""
     out = out or sys.stdout
-    cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
+    cells = [[terminal_safe(str(c)) for c in headers]]
+    cells += [["-" if c is None else terminal_safe(str(c)) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)

@@ -60,11 +60,18 @@ def _command_of(argv: Sequence[str]) -> str:
         if not arg.startswith("-"):
             return arg
     return ""
+class _TerminalFormatter(RedactingFormatter):
+    """Redacted, and what a terminal would act on (ANSI escapes from API data) written out."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from httpsync.cli.common import terminal_safe
+
+        return terminal_safe(super().format(record), newlines=True)
 
 
 def _setup_logging(verbosity: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_TerminalFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO if verbosity == 1 else logging.WARNING)
@@ -80,8 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except CommandError as e:
+        from httpsync.cli.common import terminal_safe
+
         for line in e.message.splitlines():
-            print(f"httpsync: {redact(line)}", file=sys.stderr)
+            print(f"httpsync: {terminal_safe(redact(line))}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
         print("httpsync: interrupted", file=sys.stderr)

@@ -23,8 +23,6 @@ from asyncio import Semaphore
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from httpsync.api.models import HttpEndpointMapping, HttpSourceSpec
 from httpsync.cli import CommandError
 from httpsync.cli.common import (
@@ -34,6 +32,7 @@ from httpsync.cli.common import (
     add_manifest_args,
     check_mappings,
     demo_api,
+    dump_yaml,
     for_each_source,
     load,
     pagination_of,
@@ -41,10 +40,12 @@ from httpsync.cli.common import (
     run_async,
     select_mappings,
     shorten,
+    terminal_safe,
 )
 from httpsync.cli.manifests import Manifests, manifest_files
 from httpsync.engine.types import SecretResolver
 from httpsync.errors import EngineError
+from httpsync.http.policy import add_policy_arguments, policy_from_args
 
 if TYPE_CHECKING:
     from httpsync.engine.sync import PreviewResult
@@ -75,6 +76,7 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="how often --watch looks at the files (default 1)",
     )
+    add_policy_arguments(p)
     add_demo_args(p)
     p.set_defaults(handler=run)
 
@@ -142,6 +144,7 @@ async def _preview(
     from httpsync.engine.runner import run_source
     from httpsync.engine.sync import PreviewResult, failed_result, preview_mapping
 
+    policy = policy_from_args(args)
     if args.item is not None:
         return await _preview_item(args, manifests, mappings, serve_demo)
 
@@ -154,7 +157,7 @@ async def _preview(
     async def run(
         source: HttpSourceSpec, secrets: SecretResolver, group: list[HttpEndpointMapping], limit: Semaphore
     ) -> list[PreviewResult]:
-        return await run_source(source, group, secrets, work, failed, concurrency=limit)
+        return await run_source(source, group, secrets, work, failed, concurrency=limit, check_url=policy.check)
 
     async with demo_api(args.demo_api and serve_demo, args.demo_api_port):
         results = await for_each_source(manifests, mappings, run)
@@ -163,7 +166,7 @@ async def _preview(
         json.dump(docs, sys.stdout, indent=2)
         print()
     elif args.output == "yaml":
-        yaml.safe_dump(docs, sys.stdout, sort_keys=False, allow_unicode=True)
+        dump_yaml(docs)
     else:
         _print_tables(results)
     sys.stdout.flush()
@@ -176,7 +179,7 @@ def _print_tables(results: list[PreviewResult]) -> None:
             print()
         r = p.result
         head = f"{r.mapping} ({r.kind}): {r.items_fetched} items fetched, {r.items_filtered} filtered"
-        print(head if r.succeeded else f"{head}; {r.outcome} ({r.reason}): {r.message}")
+        print(terminal_safe(head if r.succeeded else f"{head}; {r.outcome} ({r.reason}): {r.message}"))
         if p.entities:
             rows = [
                 [e["blueprint"], e["identifier"], shorten(str(e.get("title")), 40), shorten(_compact(e), 70)]
@@ -210,7 +213,7 @@ def _errors_by_field(errors: list[str]) -> list[str]:
         total = sum(messages.values())
         lines.append(f"  {name}: {total} error{'s' if total != 1 else ''}")
         for message, n in messages.items():
-            lines.append(f"    {message}" + (f" ({n} items)" if n > 1 else ""))
+            lines.append(f"    {terminal_safe(message)}" + (f" ({n} items)" if n > 1 else ""))
     return lines
 
 
@@ -341,7 +344,7 @@ async def _preview_item(
         json.dump(docs, sys.stdout, indent=2)
         print()
     elif args.output == "yaml":
-        yaml.safe_dump(docs, sys.stdout, sort_keys=False, allow_unicode=True)
+        dump_yaml(docs)
     else:
         for n, doc in enumerate(docs):
             if n:

@@ -40,11 +40,13 @@ from httpsync.cli.common import (
     print_table,
     run_async,
     shorten,
+    terminal_safe,
 )
 from httpsync.cli.manifests import Manifests
 from httpsync.engine.types import EndpointResult, SecretResolver
 from httpsync.engine.url import display_url
 from httpsync.errors import ConfigError, EngineError, SecretError
+from httpsync.http.policy import add_policy_arguments, policy_from_args
 
 STATE_ENV = "HTTPSYNC_STATE"
 DEFAULT_STATE = "httpsync-state.db"
@@ -100,6 +102,7 @@ def register(subparsers: Any) -> None:
         help=f"what was pushed to Port or a webhook (default: ${STATE_ENV}, else ./{DEFAULT_STATE})",
     )
     p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+    add_policy_arguments(p)
     add_demo_args(p)
     p.set_defaults(handler=run)
 
@@ -135,6 +138,7 @@ async def _sync(
 
     path = default_catalog_path(args.catalog)
     state_path = args.state or os.environ.get(STATE_ENV) or os.path.join(".", DEFAULT_STATE)
+    policy = policy_from_args(args)
     override: str | None = args.sink
     sources = [manifests.source_of(m).spec for m in mappings]
     needs_default = override in ("port", "webhook") and any(sink_of(s, override) is None for s in sources)
@@ -147,6 +151,7 @@ async def _sync(
         port_client_secret=os.environ.get("HTTPSYNC_PORT_CLIENT_SECRET"),
         webhook_url=os.environ.get("HTTPSYNC_WEBHOOK_URL"),
         webhook_secret=os.environ.get("HTTPSYNC_WEBHOOK_SECRET"),
+        policy=policy,
     )
     targets: set[str] = set()
     async with demo_api(args.demo_api, args.demo_api_port):
@@ -167,7 +172,10 @@ async def _sync(
                 try:
                     async with sinks.for_source(spec, SinkSecrets(secrets), name) as target:
                         targets.add(_describe(target.sink))
-                        return await sync_source(source, todo, secrets, target.sink, target.state, concurrency=limit)
+                        return await sync_source(
+                            source, todo, secrets, target.sink, target.state, concurrency=limit,
+                            check_url=policy.check,
+                        )  # fmt: skip
                 except EngineError as e:  # the sink cannot be built: a missing Secret, a bad URL
                     return [failed_result(m.metadata.name, m.spec.kind, e) for m in group]
 
@@ -231,7 +239,7 @@ def _print_results(results: list[EndpointResult], path: str, total: int, targets
             notes += [f"    {s}" for s in r.sink_error_samples]
     if notes:
         print()
-        print("\n".join(notes))
+        print("\n".join(terminal_safe(n) for n in notes))
     failed = sum(not r.succeeded for r in results)
     print()
     where = [f"Catalog {path}: {total} entities." if t == "catalog" else f"Sent to {t}." for t in sorted(targets)]

@@ -6,6 +6,7 @@ from httpsync.controller.config import OperatorConfig
 from httpsync.controller.kube import KubeApi
 from httpsync.controller.metrics import metrics
 from httpsync.controller.service import SyncService
+from httpsync.http.policy import DestinationPolicy
 from httpsync.sinks.factory import Sinks, SinkSettings
 
 
@@ -19,6 +20,8 @@ def sink_settings(config: OperatorConfig) -> SinkSettings:
         port_client_secret=config.port_client_secret,
         webhook_url=config.webhook_url,
         webhook_secret=config.webhook_secret,
+        # A source's own sink (spec.sink URLs) goes through the operator's destination policy.
+        policy=DestinationPolicy(allow=config.destination_allow, deny=config.destination_deny),
     )
 
 

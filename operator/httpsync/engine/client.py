@@ -41,8 +41,9 @@ from httpsync.errors import (
 )
 from httpsync.http.auth import TokenAuth
 from httpsync.http.limits import RequestLimiter
+from httpsync.http.policy import check_url_resolved, policy_of
 from httpsync.http.responses import body_start, status_text
-from httpsync.http.retry import Retrier, RetryPolicy
+from httpsync.http.retry import Retrier, RetryPolicy, ServerWait
 from httpsync.http.transport import default_transport
 
 TLS_HINT = "set tls.caBundle to the CA that signed it"
@@ -82,6 +83,7 @@ class SourceClient:
         check_url: Callable[[str], None] | None = None,
         on_response: Callable[[int | None], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_wait: Callable[[ServerWait], None] | None = None,
     ) -> None:
         self.spec = spec
         self.base_url = spec.base_url
@@ -101,6 +103,7 @@ class SourceClient:
             limiter=self._limiter,
             tls_hint=TLS_HINT,
             on_response=on_response,
+            on_wait=on_wait,
         )
         self._sensitive = [spec.auth.query_param] if spec.auth.query_param else []
         self._origins = {origin(spec.base_url)}
@@ -131,21 +134,28 @@ class SourceClient:
         check_url: Callable[[str], None] | None = None,
         on_response: Callable[[int | None], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_wait: Callable[[ServerWait], None] | None = None,
     ) -> SourceClient:
         """Read the credentials and build the client. ``check_url`` (the destination policy) is
         asked about the baseUrl now and about every request later; it raises
         :class:`DestinationDeniedError`. ``on_response`` gets each attempt's status code, or None
-        for a transport error (for metrics). Without ``transport``, requests go through the HTTP
-        layer's default transport (:func:`httpsync.http.transport.default_transport`: aiohttp,
-        unless ``HTTPSYNC_HTTP_TRANSPORT=httpx`` asks for httpx's own)."""
+        for a transport error (for metrics); ``on_wait`` each wait the API asks for (``Retry-After``),
+        before it is waited (:class:`~httpsync.http.retry.ServerWait`). Without ``transport``,
+        requests go through the HTTP layer's default transport
+        (:func:`httpsync.http.transport.default_transport`: aiohttp, unless
+        ``HTTPSYNC_HTTP_TRANSPORT=httpx`` asks for httpx's own)."""
         join_url(spec.base_url, "/")  # validates the baseUrl
-        if check_url is not None:
-            check_url(display_url(spec.base_url))
-        if transport is None:
-            # aiohttp's connection handling costs several times less CPU per request than httpcore's.
-            transport = default_transport(verify=_ssl_verify(spec), max_connections=spec.max_concurrent_requests + 1)
+        await check_url_resolved(check_url, display_url(spec.base_url))
         auth = await build_auth(spec.auth, secrets, base_url=spec.base_url)
-        return cls(spec, auth, check_url=check_url, on_response=on_response, transport=transport)
+        if isinstance(auth, TokenAuth):
+            await check_url_resolved(check_url, display_url(auth.token_url))
+        if transport is None:
+            # aiohttp's connection handling costs several times less CPU per request than httpcore's;
+            # its resolver checks the addresses connected to against the destination policy.
+            transport = default_transport(
+                verify=_ssl_verify(spec), max_connections=spec.max_concurrent_requests + 1, policy=policy_of(check_url)
+            )
+        return cls(spec, auth, check_url=check_url, on_response=on_response, transport=transport, on_wait=on_wait)
 
     async def __aenter__(self) -> SourceClient:
         return self
@@ -173,8 +183,7 @@ class SourceClient:
                 f"refusing to send a request to {url}: it is not on the host of baseUrl "
                 f"{self.display(self.base_url)} (a redirect to another host?)"
             )
-        if self._check_url is not None:
-            self._check_url(url)
+        await check_url_resolved(self._check_url, url)
 
     # -- requests
 

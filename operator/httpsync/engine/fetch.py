@@ -391,6 +391,8 @@ async def _endpoint_pages(
                     # mapping a page may not await at all.
                     await asyncio.sleep(0)
             yield items
+            if paginator.stopped is not None:  # maxPages or empty pages: this page counted, the run fails
+                raise paginator.stopped
             if not ahead:
                 if paginator.shortfall is not None:
                     received, announced = paginator.shortfall

@@ -21,7 +21,10 @@ When to stop, in this order of trust:
 
 Offsets advance by the number of items received, so a server capping the page size below
 ``pageSize`` loses nothing. Every style fails with :class:`PaginationError` after ``maxPages``
-pages, on a repeated cursor or next link, and on a page identical to the previous one.
+pages, after :data:`MAX_EMPTY_PAGES` empty pages in a row that still announce more, on a
+repeated cursor or next link, and on a page identical to the previous one. The first two end
+the run after the page that reached them: that page is yielded and counted like the others, then
+:attr:`Paginator.stopped` is raised (so "stopped after 3 pages" is true of the counts).
 
 For fetching ahead, :meth:`Paginator.upcoming` guesses the requests after the next one: every
 remaining page when a total (or, for page pagination, the number of the last page) is known,
@@ -52,6 +55,7 @@ from httpsync.errors import ConfigError, PaginationError, ResponseTooDeepError
 from httpsync.http.redact import redact
 
 PageRequest = tuple[str, dict[str, str]]
+MAX_EMPTY_PAGES = 3  # empty pages in a row that still announce more: the API loops
 
 
 def a_json_type(value: Any) -> str:
@@ -191,6 +195,10 @@ class Paginator:
         self.shortfall: tuple[int, float] | None = None
         self._last_hash: bytes | None = None
         self._current = url  # URL of the page being processed (for messages)
+        self.empty_run = 0  # empty pages in a row
+        # Why the run ends after the last page received although the API announced more (maxPages,
+        # empty pages): the fetcher raises it once that page is yielded.
+        self.stopped: PaginationError | None = None
 
     # -- interface
 
@@ -200,21 +208,31 @@ class Paginator:
         return request
 
     def next_request(self, response: httpx.Response, body: Any, items: list[Any]) -> PageRequest | None:
-        """The request of the next page, or None after the last one. Raises PaginationError on a loop
-        or when ``maxPages`` is reached with more pages to go."""
+        """The request of the next page, or None after the last one. Raises PaginationError on a loop.
+        When ``maxPages`` or :data:`MAX_EMPTY_PAGES` empty pages in a row are reached with more
+        pages announced, returns None and sets :attr:`stopped`: this page counts, the run fails."""
         self.pages += 1
         self.items += len(items)
         self.last_items = len(items)
+        self.empty_run = 0 if items else self.empty_run + 1
         self._check_identical(response)
         nxt = self._next(response, body, items)
         if nxt is None:
             return None
+        if self.empty_run >= MAX_EMPTY_PAGES:
+            self.stopped = PaginationError(
+                f"stopped after {self.pages} pages: the last {self.empty_run} pages of "
+                f"{self.display(self._current)} were empty but still announced more ({self.style} "
+                "pagination); check the pagination settings (hasMorePath, cursorPath...)"
+            )
+            return None
         if self.pages >= self.spec.max_pages:
-            raise PaginationError(
+            self.stopped = PaginationError(
                 f"stopped after {self.pages} pages (maxPages): {self.display(self._current)} still "
                 f"announces more ({self.style} pagination); raise pagination.maxPages if the endpoint "
                 "really has more pages, or check the pagination settings"
             )
+            return None
         self._current = merge_query(*nxt)
         return nxt
 

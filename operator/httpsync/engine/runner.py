@@ -24,6 +24,7 @@ from httpsync.engine.sync import failed_result, sync_mapping
 from httpsync.engine.types import SecretResolver
 from httpsync.errors import EngineError
 from httpsync.http.redact import redact
+from httpsync.http.retry import ServerWait
 
 log = logging.getLogger("httpsync.runner")
 
@@ -52,13 +53,15 @@ async def run_source(
     concurrency: int | asyncio.Semaphore,
     check_url: Callable[[str], None] | None = None,
     on_response: Callable[[int | None], None] | None = None,
+    on_wait: Callable[[ServerWait], None] | None = None,
 ) -> list[R]:
     """``work(client, mapping)`` for every mapping, in the mappings' order, with one client for the source.
 
     ``concurrency`` bounds the mappings running at once: a number for this source alone, or a
-    semaphore shared with other sources. ``check_url`` (the destination policy) and ``on_response``
-    (metrics) go to :meth:`SourceClient.create`. Nothing raises: a source that cannot be reached
-    gives ``failed(mapping, error)`` for each mapping, and so does a mapping whose work raised.
+    semaphore shared with other sources. ``check_url`` (the destination policy), ``on_response``
+    (metrics) and ``on_wait`` (a wait the API asked for) go to :meth:`SourceClient.create`.
+    Nothing raises: a source that cannot be reached gives ``failed(mapping, error)`` for each
+    mapping, and so does a mapping whose work raised.
     No mapping, no client.
     """
     if not mappings:
@@ -67,7 +70,9 @@ async def run_source(
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     limit = asyncio.Semaphore(concurrency) if isinstance(concurrency, int) else concurrency
     try:
-        client = await SourceClient.create(source, secrets, check_url=check_url, on_response=on_response)
+        client = await SourceClient.create(
+            source, secrets, check_url=check_url, on_response=on_response, on_wait=on_wait
+        )
     except EngineError as e:
         return [failed(m, e) for m in mappings]
     except Exception as e:
@@ -103,6 +108,7 @@ async def sync_source(
     check_url: Callable[[str], None] | None = None,
     on_response: Callable[[int | None], None] | None = None,
     failed: Callable[[SourceMapping, EngineError], EndpointResult] = _failed,
+    on_wait: Callable[[ServerWait], None] | None = None,
 ) -> list[EndpointResult]:
     """Sync every mapping of ``source`` once into ``sink`` (remembering in ``state``): one result per
     mapping, in order. A mapping's pagination replaces the source's. A failure of the source gives
@@ -122,6 +128,7 @@ async def sync_source(
         concurrency=concurrency,
         check_url=check_url,
         on_response=on_response,
+        on_wait=on_wait,
     )
     await retry_deferred(sink, state, [(m.owner, r) for m, r in zip(mappings, results, strict=True)])
     return results

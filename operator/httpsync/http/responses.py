@@ -13,7 +13,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from httpsync.http.redact import redact
+from httpsync.http.redact import longest_secret, redact
 
 BODY_START = 200
 MESSAGE_MAX = 300
@@ -24,12 +24,29 @@ RETRY_STATUSES = frozenset({408, 429})  # and every 5xx, and a rate-limited 403
 
 
 def body_start(response: httpx.Response, limit: int = BODY_START) -> str:
-    """The first ``limit`` characters of a response body, whitespace collapsed and redacted."""
-    text = response.content[: limit * 4].decode("utf-8", "replace")
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return redact(text) or "(empty body)"
+    """The first ``limit`` characters of a response body, redacted, whitespace collapsed.
+
+    Redacted first, then cut: a secret straddling the cut is masked whole, not shown up to it. The
+    body is read up to a bound (8 KiB); when it goes on beyond, the last
+    characters read, where a secret may have been cut in two, are dropped before redacting."""
+    return clip(_decoded_start(response.content), limit) or "(empty body)"
+
+
+READ_BOUND = 8192
+
+
+def _decoded_start(content: bytes) -> str:
+    bound = READ_BOUND + 4 * longest_secret()
+    text = content[:bound].decode("utf-8", "replace")
+    if len(content) > bound:
+        text = text[: max(0, len(text) - longest_secret())]
+    return text
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` redacted, on one line, then cut at ``limit`` characters."""
+    text = redact(" ".join(redact(text).split()))
+    return text[:limit] + "..." if len(text) > limit else text
 
 
 def status_text(status: int) -> str:
@@ -39,9 +56,8 @@ def status_text(status: int) -> str:
 
 
 def short(text: str, limit: int = MESSAGE_MAX) -> str:
-    """``text`` on one line, redacted, cut at ``limit`` characters."""
-    text = redact(" ".join(str(text).split()))
-    return text[:limit] + "..." if len(text) > limit else text
+    """``text`` redacted, on one line, cut at ``limit`` characters (redacted before it is cut)."""
+    return clip(str(text), limit)
 
 
 def exception_text(exc: BaseException) -> str:

@@ -23,16 +23,23 @@ keeps its own reason).
 
 Messages never contain secrets: ``shown`` (the request as the caller shows it, its URL without
 credentials) is the caller's, and text from responses and exceptions is redacted.
+
+A wait the server asks for is told: logged (a warning when it asks for more than
+``max_retry_after``: "waiting for the API's rate limit until <time>") and given to ``on_wait`` as a
+:class:`ServerWait`, so the operator can say so in a Reconciling message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 
@@ -55,6 +62,10 @@ from httpsync.http.responses import (
     retry_after_seconds,
     status_text,
 )
+
+log = logging.getLogger("httpsync.http")
+
+LOG_WAITS_FROM = 1.0  # server waits shorter than this (seconds) are not logged
 
 # --------------------------------------------------------------------------- how long
 
@@ -88,6 +99,43 @@ class RetryPolicy:
         """The wait before the attempt after ``attempt`` (0-based): the server's, else backoff."""
         server = self.server_delay(asked)
         return server if server is not None else backoff_delay(attempt, self.backoff, self.max_backoff)
+
+
+def _clock(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerWait:
+    """A wait a server asked for (``Retry-After``, ``X-RateLimit-Reset``), about to be waited.
+
+    ``request``: the request as shown in messages; ``asked``: the seconds it asked for;
+    ``seconds``: the seconds waited (``asked`` capped at ``max_retry_after``); ``until`` and
+    ``asked_until``: when the next attempt starts and when the server said it could (epoch seconds).
+    """
+
+    request: str
+    status: int | None
+    asked: float
+    seconds: float
+    until: float
+    asked_until: float
+
+    @property
+    def capped(self) -> bool:
+        return self.asked > self.seconds
+
+    @property
+    def message(self) -> str:
+        """``waiting for the API's rate limit until 2026-12-08T00:05:00Z`` and why."""
+        status = f" returned {status_text(self.status)}:" if self.status else ":"
+        text = f"{self.request}{status} waiting for the API's rate limit until {_clock(self.until)}"
+        if self.capped:
+            text += (
+                f" (it asked to wait {self.asked:g} s, until {_clock(self.asked_until)}; the wait is capped at "
+                f"{self.seconds:g} s by retry.maxRetryAfterSeconds, then the request is retried)"
+            )
+        return text
 
 
 # --------------------------------------------------------------------------- transport exceptions
@@ -180,7 +228,8 @@ class Retrier:
     ``limiter``: taken per attempt, paused when a server asks to wait. ``error``: the class of every
     error raised (the sinks' SinkError), instead of the table's. ``tls_hint``: what to do about an
     untrusted certificate, appended to that error. ``on_response``: each attempt's status, or None
-    for a transport failure (metrics).
+    for a transport failure (metrics). ``on_wait``: each wait a server asks for (:class:`ServerWait`),
+    before it is waited (a Reconciling message: "waiting for the API's rate limit until ...").
     """
 
     def __init__(
@@ -191,12 +240,14 @@ class Retrier:
         error: type[EngineError] | None = None,
         tls_hint: str = "",
         on_response: Callable[[int | None], None] | None = None,
+        on_wait: Callable[[ServerWait], None] | None = None,
     ) -> None:
         self.policy = policy
         self.limiter = limiter
         self._error_class = error
         self._tls_hint = tls_hint
         self._on_response = on_response
+        self.on_wait = on_wait
 
     async def send(
         self,
@@ -259,7 +310,7 @@ class Retrier:
             except TokenEndpointError as e:
                 if not e.retryable:
                     raise self.error(e) from None
-                delay = self._wait(attempt, e.retry_after)
+                delay = self._wait(attempt, e.retry_after, shown, None)
                 return None, _Failure(AuthError, "failed", e.message, delay, stalled=False)
             except EngineError as e:  # raised by the auth flow or an event hook (destination checks)
                 raise self.error(e) from None
@@ -276,21 +327,31 @@ class Retrier:
                 if not rule.retryable:
                     message = f"{shown} {head}: {detail}" if detail else f"{shown} {head}"
                     raise self._make(rule.error, message, rule.reason, rule.stalled) from None
-                delay = self._wait(attempt, None)
+                delay = self._wait(attempt, None, shown, None)
                 return None, _Failure(rule.error, head, detail, delay, rule.reason, rule.stalled)
         self._notify(response.status_code)
         if not is_retryable_status(response):
             return response, None
-        delay = self._wait(attempt, retry_after_seconds(response.headers))
+        delay = self._wait(attempt, retry_after_seconds(response.headers), shown, response.status_code)
         reason = "RateLimited" if is_rate_limited(response) else None
         head = f"returned {status_text(response.status_code)}"
         return None, _Failure(HttpStatusError, head, body_start(response), delay, reason)
 
-    def _wait(self, attempt: int, asked: float | None) -> float:
-        """The wait before the next attempt. A server's wait holds every attempt of the limiter."""
+    def _wait(self, attempt: int, asked: float | None, shown: str, status: int | None) -> float:
+        """The wait before the next attempt. A server's wait holds every attempt of the limiter,
+        and is told (logged, ``on_wait``) unless it is the last attempt's (nothing is waited then)."""
         server = self.policy.server_delay(asked)
         if server is None:
             return self.policy.delay(attempt)
         if self.limiter is not None:
             self.limiter.pause(server)
+        if asked is not None and attempt + 1 < self.policy.attempts:
+            now = time.time()
+            wait = ServerWait(shown, status, asked, server, now + server, now + asked)
+            if wait.capped:
+                log.warning("%s", wait.message)
+            elif server >= LOG_WAITS_FROM:
+                log.info("%s", wait.message)
+            if self.on_wait is not None:
+                self.on_wait(wait)
         return server

@@ -8,6 +8,11 @@ engine reads every body anyway).
 aiohttp's exceptions are mapped onto httpx's, so the client's retry and error handling (TLS
 verification failures included) stay the same. Proxies come from the environment (``HTTP(S)_PROXY``,
 ``NO_PROXY``), like httpx's default; ``.netrc`` is not read (httpx does not read it either).
+
+Given a destination policy, the transport's DNS resolver checks every answer before a connection
+is made (:class:`PolicyResolver`): the addresses connected to are the ones the policy allowed, and
+an IP-literal host is checked as written. A proxy's own address is not the destination's: it is
+not checked.
 """
 
 from __future__ import annotations
@@ -15,13 +20,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import socket
 import ssl
 from typing import Any
 
 import aiohttp
 import httpx
 import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.helpers import get_env_proxy_for_url
+from aiohttp.resolver import DefaultResolver
+
+from httpsync.errors import DestinationDeniedError
+from httpsync.http.policy import DestinationPolicy
 
 TRANSPORT_ENV = "HTTPSYNC_HTTP_TRANSPORT"
 
@@ -41,6 +52,26 @@ def _text(value: bytes) -> str:
 def shared_ssl_context(verify: bool) -> ssl.SSLContext:
     """One verifying (or non-verifying) context for every client of the process."""
     return httpx.create_ssl_context(verify=verify)
+class PolicyResolver(AbstractResolver):
+    """aiohttp's default resolver (``loop.getaddrinfo`` in a thread), each answer checked against
+    the policy: a denied one raises :class:`DestinationDeniedError` before any connection is made.
+    Hosts in ``exempt`` (the proxies) are not checked."""
+
+    def __init__(self, policy: DestinationPolicy, exempt: set[str]) -> None:
+        self._policy = policy
+        self._exempt = exempt
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answers = await self._inner.resolve(host, port, family)
+        if host.lower() not in self._exempt:
+            self._policy.check_addresses(host, [a["host"] for a in answers])
+        return answers
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -51,18 +82,27 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ``max_connections`` bounds the open connections (aiohttp's ``TCPConnector(limit=...)``).
     """
 
-    def __init__(self, *, verify: bool | ssl.SSLContext = True, max_connections: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        verify: bool | ssl.SSLContext = True,
+        max_connections: int = 100,
+        policy: DestinationPolicy | None = None,
+    ) -> None:
         # The same context httpx would build (certifi, SSL_CERT_FILE / SSL_CERT_DIR, or the given one),
         # built once per process: loading the CA bundle costs ~50 ms of CPU, and a client per sync paid it.
         self._ssl = verify if isinstance(verify, ssl.SSLContext) else shared_ssl_context(verify)
         self._max_connections = max_connections
+        self._policy = policy
+        self._exempt: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str, int | None], tuple[yarl.URL | None, aiohttp.BasicAuth | None]] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
         if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl)
+            resolver = PolicyResolver(self._policy, self._exempt) if self._policy is not None else None
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl, resolver=resolver)
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
                 # httpx decodes the body (Content-Encoding) as it would with its own transport.
@@ -86,6 +126,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 found = get_env_proxy_for_url(url)
             except LookupError:
                 found = _NO_PROXY
+            if found[0] is not None and found[0].host:
+                self._exempt.add(found[0].host.lower())
             self._proxies[key] = found
         return found
 
@@ -101,6 +143,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             total=None, sock_connect=timeouts.get("connect"), sock_read=timeouts.get("read")
         )
         proxy, proxy_auth = self._proxy_for(url)
+        if self._policy is not None and url.host and proxy is None:
+            self._policy.check(str(url))  # an IP-literal host never reaches the resolver
         kwargs: dict[str, Any] = {}
         if proxy is not None:
             kwargs["proxy"] = proxy
@@ -119,6 +163,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 status = resp.status
                 raw_headers = resp.raw_headers
                 reason = resp.reason
+        except DestinationDeniedError:
+            raise
         except aiohttp.ConnectionTimeoutError as e:
             raise httpx.ConnectTimeout(str(e) or "connect timed out", request=request) from e
         except TimeoutError as e:  # aiohttp.ServerTimeoutError (sock_read) included
@@ -168,10 +214,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 def default_transport(
-    *, verify: bool | ssl.SSLContext = True, max_connections: int = 100
+    *, verify: bool | ssl.SSLContext = True, max_connections: int = 100, policy: DestinationPolicy | None = None
 ) -> httpx.AsyncBaseTransport | None:
     """The transport of every outbound client (sources and sinks): :class:`AiohttpTransport`, or
-    None (httpx's own) when the environment says ``HTTPSYNC_HTTP_TRANSPORT=httpx``."""
+    None (httpx's own) when the environment says ``HTTPSYNC_HTTP_TRANSPORT=httpx`` (then the
+    policy's DNS check is the client's, before each request, not the resolver's)."""
     if os.environ.get(TRANSPORT_ENV, "").strip().lower() == "httpx":
         return None
-    return AiohttpTransport(verify=verify, max_connections=max_connections)
+    return AiohttpTransport(verify=verify, max_connections=max_connections, policy=policy)

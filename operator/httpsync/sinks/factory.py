@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from httpsync.api.models import SinkSpec, SinkType
 from httpsync.engine.ports import Sink, StateStore
 from httpsync.engine.types import SecretResolver
+from httpsync.engine.url import display_url
 from httpsync.errors import ConfigError
+from httpsync.http.policy import DestinationPolicy, check_url_resolved
 from httpsync.http.redact import register_secret
 from httpsync.sinks.catalog import Catalog
 from httpsync.sinks.port import PortSink
@@ -62,6 +64,10 @@ class SinkSettings:
     port_reconcile_drift: bool = field(default_factory=lambda: env_flag("HTTPSYNC_PORT_RECONCILE_DRIFT", True))
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    # What a source's own sink (spec.sink: a webhook url, a Port baseUrl) may reach: the operator's
+    # destination policy (by default its default deny list). The default sink is the operator's own
+    # configuration and is not checked.
+    policy: DestinationPolicy = field(default_factory=DestinationPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +78,17 @@ class Target:
     state: StateStore
 
 
-async def build_sink(spec: SinkSpec, secrets: SecretResolver, *, source: str) -> Sink:
+async def build_sink(
+    spec: SinkSpec, secrets: SecretResolver, *, source: str, check_url: Callable[[str], None] | None = None
+) -> Sink:
     """The remote sink (Port or webhook) for ``spec``. ``source`` names the producer in webhook payloads.
 
     Port reads ``clientId`` and ``clientSecret`` from the Secret ``port.secretRef.name``; the
     webhook reads its signing secret from ``webhook.secretRef`` (key ``secret`` by default), if
     set. A missing Secret or key raises the resolver's ``SecretError``. The catalog sink is not
     built here (:class:`Sinks` owns the catalog database): asking for it is a ``ValueError``.
+    ``check_url`` (a destination policy's ``check``) is asked about the sink's URL now, with its DNS
+    answers, and about every request it sends (``DestinationDeniedError``).
     """
     if spec.type == SinkType.port:
         if spec.port is None:
@@ -87,10 +97,12 @@ async def build_sink(spec: SinkSpec, secrets: SecretResolver, *, source: str) ->
         client_id = await secrets.get(name, PORT_CLIENT_ID_KEY)
         client_secret = await secrets.get(name, PORT_CLIENT_SECRET_KEY)
         port = spec.port
+        await check_url_resolved(check_url, display_url(port.base_url))
         return PortSink(
             port.base_url,
             client_id,
             client_secret,
+            check_url=check_url,
             create_missing_related_entities=port.create_missing_related_entities,
             delete_dependents=port.delete_dependents,
             reconcile_drift=port.reconcile_drift,
@@ -100,7 +112,8 @@ async def build_sink(spec: SinkSpec, secrets: SecretResolver, *, source: str) ->
             raise ValueError("sink.webhook is required for sink.type webhook")
         ref = spec.webhook.secret_ref
         secret = await secrets.get(ref.name, ref.key or WEBHOOK_SECRET_KEY) if ref is not None else None
-        return WebhookSink(spec.webhook.url, secret=secret, source=source)
+        await check_url_resolved(check_url, display_url(spec.webhook.url))
+        return WebhookSink(spec.webhook.url, secret=secret, source=source, check_url=check_url)
     raise ValueError(f"build_sink does not build the {spec.type.value!r} sink: Sinks owns it")
 
 
@@ -133,10 +146,13 @@ class Sinks:
     """The embedded catalog, the remote sinks' memory, and the default target, open for the
     operator's lifetime. Open with :meth:`open`, close with :meth:`aclose`."""
 
-    def __init__(self, catalog: Catalog, remote_state: SqliteStateStore, default: Target) -> None:
+    def __init__(
+        self, catalog: Catalog, remote_state: SqliteStateStore, default: Target, policy: DestinationPolicy | None = None
+    ) -> None:
         self.catalog = catalog
         self.remote_state = remote_state
         self.default = default
+        self.policy = policy if policy is not None else DestinationPolicy()
 
     @classmethod
     async def open(cls, settings: SinkSettings) -> Sinks:
@@ -150,7 +166,7 @@ class Sinks:
             remote_state = await SqliteStateStore.open_file(settings.state_path)
             sink = _default_sink(settings)
             default = Target(catalog.sink, catalog.state) if sink is None else Target(sink, remote_state)
-            return cls(catalog, remote_state, default)
+            return cls(catalog, remote_state, default, settings.policy)
         except BaseException:
             if remote_state is not None:
                 await remote_state.aclose()
@@ -166,7 +182,7 @@ class Sinks:
         if spec.type == SinkType.catalog:
             yield Target(self.catalog.sink, self.catalog.state)
             return
-        sink = await build_sink(spec, secrets, source=source)
+        sink = await build_sink(spec, secrets, source=source, check_url=self.policy.check)
         try:
             yield Target(sink, self.remote_state)
         finally:

@@ -55,6 +55,7 @@ from httpsync.engine.url import display_url
 from httpsync.errors import ConfigError, EngineError, SinkError
 from httpsync.http.auth import TokenAuth
 from httpsync.http.limits import RequestLimiter, TokenBucket
+from httpsync.http.policy import check_url_resolved, policy_of
 from httpsync.http.redact import register_secret
 from httpsync.http.responses import body_start, short, status_text
 from httpsync.http.retry import Retrier, RetryPolicy
@@ -369,7 +370,7 @@ class PortSink:
         self._http = httpx.AsyncClient(
             auth=self._auth,
             timeout=httpx.Timeout(timeout),
-            transport=transport if transport is not None else default_transport(),
+            transport=transport if transport is not None else default_transport(policy=policy_of(check_url)),
             follow_redirects=False,  # the token goes to the Port host only
             headers={"Accept": "application/json", "User-Agent": user_agent(None)},
             event_hooks={"request": [self._before_send]},
@@ -393,8 +394,7 @@ class PortSink:
         self.requests += 1
         if request.url.path.endswith(TOKEN_PATH):
             await self._pacer.token_bucket.acquire()
-        if self._check_url is not None:
-            self._check_url(display_url(str(request.url)))
+        await check_url_resolved(self._check_url, display_url(str(request.url)))
 
     def _shown(self, path: str) -> str:
         return display_url(self.base_url + path)

@@ -36,6 +36,7 @@ from httpsync.engine.types import Entity, EntityRef
 from httpsync.engine.url import display_url
 from httpsync.errors import ConfigError, SinkError
 from httpsync.http.limits import RequestLimiter
+from httpsync.http.policy import check_url_resolved, policy_of
 from httpsync.http.redact import register_secret
 from httpsync.http.responses import body_start, short, status_text
 from httpsync.http.retry import Retrier, RetryPolicy
@@ -91,7 +92,7 @@ class WebhookSink:
         self._retry = Retrier(policy, limiter=RequestLimiter(None), error=SinkError)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
-            transport=transport if transport is not None else default_transport(),
+            transport=transport if transport is not None else default_transport(policy=policy_of(check_url)),
             follow_redirects=False,  # a signed batch goes to the configured URL only
             headers={"User-Agent": "httpsync"},
             event_hooks={"request": [self._before_send]},
@@ -162,8 +163,7 @@ class WebhookSink:
 
     async def _before_send(self, request: httpx.Request) -> None:
         self.requests += 1
-        if self._check_url is not None:
-            self._check_url(self._shown_url)
+        await check_url_resolved(self._check_url, self._shown_url)
 
     async def _post(self, key: str, body: bytes) -> httpx.Response:
         """POST one signed message through the retry loop; its 2xx response, else SinkError."""
