@@ -153,7 +153,8 @@ async def test_import_then_sync_gives_the_ocean_mappings_entities(api: Any, tmp_
     assert all(d["metadata"]["namespace"] == "team-a" for d in docs)
 
     catalog = tmp_path / "catalog.db"
-    synced = await run_async("sync", "-f", out, "--catalog", catalog, "-o", "json")
+    # The imported source sends to Port (spec.sink.port); here into the embedded catalog, to compare.
+    synced = await run_async("sync", "-f", out, "--catalog", catalog, "--sink", "catalog", "-o", "json")
     assert synced.code == 0, synced.err + synced.out
     results = synced.json()
     assert all(r["outcome"] == "Succeeded" and r["mappingErrors"] == 0 for r in results), results
@@ -186,7 +187,10 @@ def test_the_conversion_of_each_setting(tmp_path: Path) -> None:
         "timeoutSeconds": 45,
         "maxConcurrentRequests": 4,
         "interval": "2h",
-        "sink": {"type": "port", "port": {"secretRef": {"name": "people-port"}, "baseUrl": "https://api.getport.io"}},
+        "sink": {"type": "port", "port": {
+            "secretRef": {"name": "people-port"}, "baseUrl": "https://api.getport.io",
+            "createMissingRelatedEntities": True, "deleteDependents": True,
+        }},
     }  # fmt: skip
     secrets = {d["metadata"]["name"]: d["stringData"] for d in yaml.safe_load_all((out / "secret.yaml").read_text())}
     assert secrets == {
@@ -209,7 +213,7 @@ def test_the_conversion_of_each_setting(tmp_path: Path) -> None:
     # Settings without an equivalent: one line each, with the file and line.
     assert f"{case}/integration.yaml:14: timeout: Ocean ignored it" in r.err
     assert f"{case}/integration.yaml:22: initializePortResources: httpsync does not create blueprints" in r.err
-    assert f"{case}/port-app-config.yml:1: createMissingRelatedEntities:" in r.err
+    assert "createMissingRelatedEntities" not in r.err and "deleteDependentEntities" not in r.err, "both converted"
     # Writing again needs --force.
     again = _import(case, "-o", out, "--name", "people")
     assert again.code == 2 and "use --force" in again.err

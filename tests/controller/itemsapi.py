@@ -23,6 +23,7 @@ class ItemsApi:
         self.fail_status: int | None = None
         self.token: str | None = None
         self.delay = 0.0  # seconds before each answer (a slow API)
+        self.retry_after: str | None = None  # sent with every failing answer (fail_status)
         self.requests: Counter[str] = Counter()
         self.auth_headers: list[str] = []
         self._lock = threading.Lock()
@@ -44,7 +45,7 @@ class ItemsApi:
                 if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
                     return self._send(401, {"error": "bad token"})
                 if fail is not None:
-                    return self._send(fail, {"error": f"failing with {fail}"})
+                    return self._send(fail, {"error": f"failing with {fail}"}, api.retry_after)
                 if url.path not in api.items:
                     return self._send(404, {"error": "no such endpoint"})
                 q = parse_qs(url.query)
@@ -52,9 +53,11 @@ class ItemsApi:
                 chunk = items[(page - 1) * size : page * size]
                 self._send(200, {"data": chunk, "total": len(items)})
 
-            def _send(self, status: int, body: Any) -> None:
+            def _send(self, status: int, body: Any, retry_after: str | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

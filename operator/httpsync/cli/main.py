@@ -21,7 +21,7 @@ from httpsync.http.redact import RedactingFormatter, redact
 # help): `httpsync --help` and the start of `httpsync sync` do not pay for kopf, the Kubernetes client
 # or the models of commands they do not run. tests/cli/test_startup.py checks the help lines against the modules.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sync": ("httpsync.cli.sync", "sync every mapping once into the embedded catalog"),
+    "sync": ("httpsync.cli.sync", "sync every mapping once into its source's sink (the embedded catalog by default)"),
     "preview": ("httpsync.cli.preview", "fetch and map without writing; show entities and mapping errors"),
     "catalog": ("httpsync.cli.catalog", "read the embedded catalog"),
     "demo-api": ("httpsync.cli.demo", "serve the demo API of examples/port-overview/"),

@@ -31,6 +31,7 @@ from httpsync.controller.summarize import (
     ready_of,
     source_progressing,
     source_synced,
+    source_waiting,
 )
 from httpsync.engine.client import SourceClient
 from httpsync.engine.mapping import Mapper
@@ -39,7 +40,10 @@ from httpsync.engine.sync import SyncStopped, sync_mapping
 from httpsync.errors import ConfigError, EngineError, SinkError
 from httpsync.http.policy import DestinationPolicy
 from httpsync.http.redact import redact
+from httpsync.http.retry import ServerWait
 from httpsync.sinks.factory import Sinks
+
+REPORTED_WAIT_SECONDS = 10.0  # a shorter wait the API asks for is not worth a status write
 
 log = logging.getLogger("httpsync.controller")
 
@@ -64,6 +68,7 @@ class Reconciler:
         # Mappings being deleted (by uid: a new mapping of the same name is another object): never synced again.
         self.deleting: set[str] = set()
         self.mappers: dict[str, tuple[int, Mapper]] = {}  # uid -> (generation, compiled mapping)
+        self._background: set[asyncio.Future[bool]] = set()  # status writes that do not hold up a sync
 
     async def reconcile(
         self,
@@ -78,6 +83,8 @@ class Reconciler:
         the sync's outcome (one write per object per sync)."""
         await self.writer.source(source.meta, source_progressing(source, len(mappings)))
         outcomes, source_error = await self.run(source, mappings)
+        if self._background:  # a "waiting for the rate limit" write must not land after the outcome
+            await asyncio.gather(*self._background, return_exceptions=True)
         now = iso(time.time())
         for outcome in outcomes:
             if outcome.mapping.meta.uid in self.deleting:
@@ -147,6 +154,17 @@ class Reconciler:
         def on_response(code: int | None) -> None:
             counter.labels(namespace, name, str(code or 0)).inc()
 
+        said: list[float] = []
+
+        def on_wait(wait: ServerWait) -> None:
+            """A long wait the API asked for: say so on the source (Reconciling), once per sync and wait."""
+            if wait.seconds < REPORTED_WAIT_SECONDS or (said and said[-1] >= wait.until - 1):
+                return
+            said.append(wait.until)
+            task = asyncio.ensure_future(self.writer.source(source.meta, source_waiting(source, wait.message)))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
         async with self.sinks.for_source(spec.sink, secrets, name) as target:
 
             async def work(client: SourceClient, m: MappingObject) -> MappingOutcome:
@@ -176,6 +194,7 @@ class Reconciler:
                 concurrency=self.config.mapping_concurrency,
                 check_url=self.policy.check,
                 on_response=on_response,
+                on_wait=on_wait,
             )
             # Entities the sink deferred (a related entity, maybe another mapping's, did not exist yet)
             # go once more now that every mapping of the source has pushed, before the sync is judged.

@@ -125,6 +125,16 @@ def source_progressing(source: SourceObject, mapping_count: int) -> HttpSourceSt
     return _source_status(cond)
 
 
+def source_waiting(source: SourceObject, message: str) -> HttpSourceStatus:
+    """Reconciling=True, reason RateLimited: the sync under way waits for the API's rate limit (a
+    ``Retry-After`` worth telling a person about), and until when."""
+    cond = conditions_of(source.status, source.meta.generation)
+    cond.mark_reconciling("RateLimited", message)
+    if cond.status(READY) is None:
+        cond.mark_unknown("Progressing", "Waiting for the first sync")
+    return _source_status(cond)
+
+
 def mapping_first_contact(
     mapping: MappingObject, *, source_exists: bool, source_suspended: bool = False
 ) -> HttpEndpointMappingStatus | None:

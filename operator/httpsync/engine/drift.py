@@ -73,10 +73,10 @@ async def open_state(
         return mstate, await mstate.known_count()
     drift = bool(getattr(lister, "reconcile_drift", False))
     first = await state.open(owner)
+    known = await first.known_count()
+    if known and not drift:
+        return first, known  # the sync goes on with this state (and its lease)
     try:
-        known = await first.known_count()
-        if known and not drift:
-            return first, known
         listing = await lister.owned_in_port(owner, static_blueprints(mapping))
         # What the sink holds and the state does not know becomes owned under this (older)
         # generation: what this sync does not see again is stale. Its hash is the sink's content,
