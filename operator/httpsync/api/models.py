@@ -114,17 +114,117 @@ class LocalObjectRef(Model):
 # --------------------------------------------------------------------------- auth
 
 
+class HttpMethod(StrEnum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+    HEAD = "HEAD"
+
+
 class AuthType(StrEnum):
     none = "none"
     bearer = "bearer"
     api_key = "apiKey"
     basic = "basic"
     oauth2_client_credentials = "oauth2ClientCredentials"
+    custom = "custom"
 
 
 class ClientAuthMethod(StrEnum):
     form = "form"
     basic = "basic"
+
+
+SECRET_REF_HELP = "Values may use ${key}: the value of that key of auth.secretRef's Secret ($${ for a literal ${)."
+JqMap = Annotated[dict[str, JqExpr], Field(max_length=MAP_MAX)]
+
+
+class CustomAuthRequestSpec(Model):
+    """The login request of ``auth.type: custom``."""
+
+    __rules__ = (
+        Rule(
+            "!(has(self.body) && has(self.bodyForm))",
+            "auth.custom.request: set body (JSON) or bodyForm (form-encoded), not both",
+            lambda r: r.body is None or r.body_form is None,
+        ),
+    )
+
+    url: str = Field(
+        min_length=1,
+        max_length=URL_MAX,
+        description="The login endpoint: an absolute URL, or a path joined to the source's baseUrl.",
+    )
+    method: HttpMethod = Field(default=HttpMethod.POST, description="HTTP method (default POST).")
+    headers: StrMap = Field(default_factory=dict, description=f"Headers of the login request. {SECRET_REF_HELP}")
+    query_params: StrMap = Field(
+        default_factory=dict, description=f"Query parameters of the login request. {SECRET_REF_HELP}"
+    )
+    body: Any = Field(
+        default=None,
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        description=f"JSON object sent as the login request's body. {SECRET_REF_HELP}",
+    )
+    body_form: StrMap | None = Field(
+        default=None, description=f"Fields sent form-encoded as the login request's body. {SECRET_REF_HELP}"
+    )
+
+    @field_validator("body")
+    @classmethod
+    def _body_object(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, dict):
+            raise ValueError("auth.custom.request.body must be a JSON object (use bodyForm for a form)")
+        return v
+
+
+class CustomAuthTemplateSpec(Model):
+    """What every request to the API carries, built with jq from the login response."""
+
+    __rules__ = (
+        Rule(
+            "size(self.headers) > 0 || size(self.queryParams) > 0 || size(self.body) > 0",
+            "auth.custom.template needs at least one of headers, queryParams or body",
+            lambda t: bool(t.headers or t.query_params or t.body),
+        ),
+    )
+
+    headers: JqMap = Field(
+        default_factory=dict,
+        description="Header name -> jq over the login response, e.g. Authorization: '\"Bearer \" + .access_token'.",
+    )
+    query_params: JqMap = Field(default_factory=dict, description="Query parameter name -> jq over the login response.")
+    body: JqMap = Field(
+        default_factory=dict,
+        description="Field name -> jq over the login response, merged into the JSON body of requests that have "
+        "one and of every request but GET and HEAD.",
+    )
+
+
+class CustomAuthSpec(Model):
+    """``auth.type: custom``: a login request whose response feeds the real requests."""
+
+    request: CustomAuthRequestSpec
+    template: CustomAuthTemplateSpec
+    reauthenticate_interval: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION_RE.pattern,
+        description="Log in again after this long, like 50m (unset: keep the login until the API answers 401).",
+    )
+    expires_in_path: JqExpr | None = Field(
+        default=None,
+        description="jq path of the login's lifetime in seconds in its response, like .expires_in "
+        "(wins over reauthenticateInterval when it gives a number).",
+    )
+
+    @field_validator("reauthenticate_interval")
+    @classmethod
+    def _interval(cls, v: str | None) -> str | None:
+        if v is not None and parse_duration(v) <= 0:
+            raise ValueError("auth.custom.reauthenticateInterval must be more than 0s")
+        return v
 
 
 class AuthSpec(Model):
@@ -135,13 +235,20 @@ class AuthSpec(Model):
     - ``basic``: username and password from the Secret's ``usernameKey``/``passwordKey``
     - ``oauth2ClientCredentials``: client id/secret from ``clientIdKey``/``clientSecretKey``,
       a token from ``tokenUrl`` cached until it expires
+    - ``custom``: the login request of ``custom.request`` (its values may use ``${key}`` of the
+      Secret), whose response ``custom.template`` turns into headers, query parameters or body fields
     """
 
     __rules__ = (
         Rule(
-            "self.type == 'none' || has(self.secretRef)",
-            "auth.secretRef is required unless auth.type is none",
-            lambda a: a.type == "none" or a.secret_ref is not None,
+            "self.type in ['none', 'custom'] || has(self.secretRef)",
+            "auth.secretRef is required unless auth.type is none or custom",
+            lambda a: a.type in ("none", "custom") or a.secret_ref is not None,
+        ),
+        Rule(
+            "(self.type == 'custom') == has(self.custom)",
+            "auth.custom is required for auth.type custom, and only valid for it",
+            lambda a: (a.type == "custom") == (a.custom is not None),
         ),
         Rule(
             "self.type == 'oauth2ClientCredentials' || "
@@ -174,7 +281,9 @@ class AuthSpec(Model):
         ),
     )
 
-    type: AuthType = Field(default=AuthType.none, description="none, bearer, apiKey, basic or oauth2ClientCredentials.")
+    type: AuthType = Field(
+        default=AuthType.none, description="none, bearer, apiKey, basic, oauth2ClientCredentials or custom."
+    )
     secret_ref: SecretKeyRef | None = Field(default=None, description="The Secret holding the credentials.")
     header: str | None = Field(default=None, max_length=256, description="apiKey: header name (default X-API-Key).")
     query_param: str | None = Field(
@@ -208,6 +317,7 @@ class AuthSpec(Model):
         max_length=NAME_MAX,
         description="oauth2ClientCredentials: Secret key of the client secret (default clientSecret).",
     )
+    custom: CustomAuthSpec | None = Field(default=None, description="custom: the login request and its use.")
 
 
 # --------------------------------------------------------------------------- pagination
@@ -505,15 +615,6 @@ class HttpSourceSpec(Model):
 
 
 # --------------------------------------------------------------------------- endpoint mapping
-
-
-class HttpMethod(StrEnum):
-    GET = "GET"
-    POST = "POST"
-    PUT = "PUT"
-    PATCH = "PATCH"
-    DELETE = "DELETE"
-    HEAD = "HEAD"
 
 
 class PathParameterSpec(Model):

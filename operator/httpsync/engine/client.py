@@ -95,6 +95,8 @@ class SourceClient:
             on_response=on_response,
         )
         self._sensitive = [spec.auth.query_param] if spec.auth.query_param else []
+        if spec.auth.custom is not None:
+            self._sensitive += list(spec.auth.custom.template.query_params)
         self._origins = {origin(spec.base_url)}
         if isinstance(auth, TokenAuth):
             self._origins.add(origin(auth.token_url))
