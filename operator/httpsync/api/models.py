@@ -164,7 +164,7 @@ class CustomAuthRequestSpec(Model):
     )
     body: Any = Field(
         default=None,
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True},
         description=f"JSON object sent as the login request's body. {SECRET_REF_HELP}",
     )
     body_form: StrMap | None = Field(
@@ -184,7 +184,8 @@ class CustomAuthTemplateSpec(Model):
 
     __rules__ = (
         Rule(
-            "size(self.headers) > 0 || size(self.queryParams) > 0 || size(self.body) > 0",
+            "(has(self.headers) && size(self.headers) > 0) || (has(self.queryParams) && size(self.queryParams) > 0) "
+            "|| (has(self.body) && size(self.body) > 0)",
             "auth.custom.template needs at least one of headers, queryParams or body",
             lambda t: bool(t.headers or t.query_params or t.body),
         ),
@@ -647,16 +648,79 @@ class SelectorSpec(Model):
         description="JSON body sent with every page request.",
     )
     path_parameters: Annotated[dict[str, PathParameterSpec], Field(max_length=8)] = Field(default_factory=dict)
+    single_object: bool = Field(
+        default=False,
+        description="A dataPath that gives one object (not an array) makes that object the only item, "
+        "instead of an error.",
+    )
+
+
+SEARCH_QUERY_HELP = (
+    "A jq expression, or a Port search query {combinator, rules: [{property, operator, value}, or nested queries]} "
+    "whose every string is jq (e.g. combinator: '\"and\"', value: .owner); the evaluated query goes to the sink as is."
+)
+SEARCH_QUERY_MAX_DEPTH = 4
+SEARCH_QUERY_MAX_RULES = 32
+
+
+def check_search_query(value: Any, where: str, depth: int = 0) -> None:
+    """A jq expression (string), or a ``{combinator, rules}`` search query whose strings are jq; else ValueError."""
+    if isinstance(value, str):
+        if not value or len(value) > JQ_MAX:
+            raise ValueError(f"{where}: a jq expression of 1 to {JQ_MAX} characters is needed")
+        return
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: a jq expression (string) or a search query {{combinator, rules}} is needed")
+    if depth >= SEARCH_QUERY_MAX_DEPTH:
+        raise ValueError(f"{where}: search queries nest {SEARCH_QUERY_MAX_DEPTH} deep at most")
+    if set(value) != {"combinator", "rules"}:
+        raise ValueError(f"{where}: a search query has exactly the keys combinator and rules, not {sorted(value)}")
+    check_search_query(value["combinator"], f"{where}.combinator", depth)
+    if not isinstance(value["combinator"], str):
+        raise ValueError(f"{where}.combinator: a jq expression is needed, like '\"and\"'")
+    rules = value["rules"]
+    if not isinstance(rules, list) or not rules or len(rules) > SEARCH_QUERY_MAX_RULES:
+        raise ValueError(f"{where}.rules: a list of 1 to {SEARCH_QUERY_MAX_RULES} rules is needed")
+    for i, rule in enumerate(rules):
+        at = f"{where}.rules[{i}]"
+        if isinstance(rule, dict) and "combinator" in rule:
+            check_search_query(rule, at, depth + 1)
+        elif isinstance(rule, dict) and set(rule) == {"property", "operator", "value"}:
+            for key in ("property", "operator", "value"):
+                if not isinstance(rule[key], str):
+                    raise ValueError(f"{at}.{key}: a jq expression (string) is needed")
+                check_search_query(rule[key], f"{at}.{key}", depth)
+        else:
+            raise ValueError(f"{at}: a rule {{property, operator, value}} or a nested {{combinator, rules}} is needed")
+
+
+_ANY_JSON = {"x-kubernetes-preserve-unknown-fields": True}
 
 
 class EntityMappingSpec(Model):
     identifier: JqExpr
     blueprint: JqExpr
     title: JqExpr | None = None
-    team: JqExpr | None = None
+    team: Any = Field(default=None, json_schema_extra=_ANY_JSON, description=SEARCH_QUERY_HELP)
     icon: JqExpr | None = None
     properties: Annotated[dict[str, JqExpr], Field(max_length=256)] = Field(default_factory=dict)
-    relations: Annotated[dict[str, JqExpr], Field(max_length=256)] = Field(default_factory=dict)
+    relations: Annotated[dict[str, Annotated[Any, Field(json_schema_extra=_ANY_JSON)]], Field(max_length=256)] = Field(
+        default_factory=dict, description=f"Relation name -> value. {SEARCH_QUERY_HELP}"
+    )
+
+    @field_validator("team")
+    @classmethod
+    def _team(cls, v: Any) -> Any:
+        if v is not None:
+            check_search_query(v, "mappings.team")
+        return v
+
+    @field_validator("relations")
+    @classmethod
+    def _relations(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name, value in v.items():
+            check_search_query(value, f"mappings.relations.{name}")
+        return v
 
 
 class DeletionPolicy(StrEnum):
@@ -683,6 +747,14 @@ class HttpEndpointMappingSpec(Model):
             "kind has {placeholders}: give each one in selector.pathParameters",
             lambda m: "{" not in m.kind or "path_parameters" in m.selector.model_fields_set,
         ),
+        Rule(
+            "has(self.itemsToParse) || !(has(self.itemsToParseName) || self.itemsToParseTopLevelTransform)",
+            "itemsToParseName and itemsToParseTopLevelTransform need itemsToParse",
+            lambda m: (
+                m.items_to_parse is not None
+                or (m.items_to_parse_name is None and not m.items_to_parse_top_level_transform)
+            ),
+        ),
     )
 
     source_ref: LocalObjectRef
@@ -695,7 +767,20 @@ class HttpEndpointMappingSpec(Model):
     mappings: EntityMappingSpec
     items_to_parse: JqExpr | None = Field(
         default=None,
-        description="jq array per item; each element becomes an entity, exposed as .item next to the parent's fields.",
+        description="jq array per item; each element becomes an entity, exposed as .item (itemsToParseName) "
+        "next to the parent's fields.",
+    )
+    items_to_parse_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The key under which each itemsToParse element is exposed (default item).",
+    )
+    items_to_parse_top_level_transform: bool = Field(
+        default=False,
+        description="Remove the itemsToParse array (the path it starts with) from the parent before each element "
+        "is merged into it, as Port's Ocean integrations do by default.",
     )
     pagination: PaginationSpec | None = Field(
         default=None, description="Replaces the source's pagination for this endpoint."

@@ -79,6 +79,7 @@ class SourceClient:
         self.base_url = spec.base_url
         self.auth = auth
         self.requests = 0
+        self.parent_cache: Any = None  # the runner's ParentCache for this sync, if any (see engine.fetch)
         self._check_url = check_url
         self._limiter = RequestLimiter(spec.max_concurrent_requests, spec.requests_per_second)
         retry = spec.retry

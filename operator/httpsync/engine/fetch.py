@@ -23,6 +23,12 @@ the pages in order, asks for exactly its request; anything else (beyond the last
 short page) is cancelled or discarded unseen, so pages, counts and errors are those of fetching
 one page after another (``FetchCounters.requests`` does count the discarded requests).
 
+A path parameter endpoint that several mappings of one source use (same method, endpoint, query
+parameters, headers, dataPath and pagination) is fetched once per sync of the source: the client's
+:class:`ParentCache`, made by the runner, keeps its items for the other mappings, which wait for
+the first one's fetch rather than send the same requests. A fetch that fails or stops early is not
+kept: the others then fetch it themselves.
+
 Any failure, in a parent or in any child, fails the whole iteration: a partial fetch never looks
 like a complete one. Requests still outstanding are cancelled when the iteration fails or the
 consumer stops early.
@@ -32,9 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import json
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -88,13 +95,14 @@ class DataPath:
     expr: str | None
     program: Any
     steps: tuple[str | int, ...] | None = None  # a plain path, walked in Python (jqfast)
+    single_object: bool = False  # an object found is the one item (selector.singleObject)
 
     @classmethod
-    def compile(cls, expr: str | None, field: str) -> DataPath:
+    def compile(cls, expr: str | None, field: str, *, single_object: bool = False) -> DataPath:
         if expr is None or expr.strip() in ("", "."):
-            return cls(field, None, None)
+            return cls(field, None, None, single_object=single_object)
         normalized = normalize_path(expr)
-        return cls(field, expr, compile_jq(normalized, field), jqfast.plain_path(normalized))
+        return cls(field, expr, compile_jq(normalized, field), jqfast.plain_path(normalized), single_object)
 
     def extract(self, body: Any, where: str) -> list[Any]:
         """The items of ``body``; ``where`` (``GET <url>``) names the response in errors.
@@ -109,8 +117,20 @@ class DataPath:
                 value = self._jq(body, where)
         if isinstance(value, list):
             return value
+        if self.single_object and isinstance(value, dict):
+            return [value]
         shown = repr(self.expr) if self.expr else "'.' (the default)"
-        hint = "" if self.expr else "; set it to the array's path, or '[.]' to take the response as one item"
+        if self.single_object:
+            hint = "; selector.singleObject takes an object or an array"
+        elif isinstance(value, dict) and self.field == "selector.dataPath":
+            hint = (
+                "; set it to the array's path, or '[.]' (or selector.singleObject: true) to take the response as "
+                "one item"
+                if not self.expr
+                else "; set selector.singleObject: true to take the object as one item"
+            )
+        else:
+            hint = "" if self.expr else "; set it to the array's path, or '[.]' to take the response as one item"
         raise DataPathError(
             f"{self.field} {shown} found {json_type(value)}, not an array, in the response of {where}"
             f"{_keys_hint(body)}{hint}"
@@ -195,7 +215,7 @@ class FetchPlan:
             params=dict(selector.query_params),
             headers=dict(selector.headers),
             body=selector.body,
-            data_path=DataPath.compile(selector.data_path, "selector.dataPath"),
+            data_path=DataPath.compile(selector.data_path, "selector.dataPath", single_object=selector.single_object),
         )
         order = _dependency_order(mapping)
         parameters = []
@@ -247,6 +267,121 @@ def _dependency_order(mapping: HttpEndpointMappingSpec) -> list[str]:
     for name in placeholder_names(mapping.kind):
         visit(name, f"kind {mapping.kind!r}")
     return order
+
+
+# --------------------------------------------------------------------------- the per-sync parent cache
+
+
+def _request_key(request: EndpointRequest, pagination: PaginationSpec, template: str | None = None) -> str:
+    """What makes two path parameter endpoints fetch the same pages (``template``: the endpoint with
+    its placeholders filled)."""
+    return json.dumps(
+        [
+            request.method,
+            request.template if template is None else template,
+            sorted(request.params.items()),
+            sorted((k.lower(), v) for k, v in request.headers.items()),
+            request.data_path.expr,
+            pagination.to_wire(),
+        ]
+    )
+
+
+@dataclass(slots=True)
+class _CacheEntry:
+    readers: int  # mappings yet to read it
+    done: asyncio.Future[list[list[Any]]]  # the item lists of its pages, once fully fetched
+
+
+@dataclass
+class ParentCache:
+    """Path parameter endpoints shared by several mappings of one source, fetched once per sync.
+
+    Made by the runner for one sync of a source (:meth:`for_mappings`) and put on its client as
+    ``parent_cache``. Only endpoints two or more mappings use are kept, each until every one of those
+    mappings has read it; ``fetches`` and ``hits`` count fetches made and saved."""
+
+    shared: Counter[str]  # request key (placeholders unfilled) -> mappings using it
+    entries: dict[str, _CacheEntry] = field(default_factory=dict)
+    fetches: int = 0
+    hits: int = 0
+
+    @classmethod
+    def for_mappings(
+        cls, mappings: Iterable[HttpEndpointMappingSpec], default_pagination: PaginationSpec
+    ) -> ParentCache | None:
+        """The cache of one sync of these mappings; None when no parent endpoint is shared. A
+        mapping that does not compile is left out (its sync reports why)."""
+        counts: Counter[str] = Counter()
+        for spec in mappings:
+            try:
+                plan = FetchPlan.compile(spec, spec.pagination or default_pagination)
+            except Exception:
+                continue
+            pagination = spec.pagination or default_pagination
+            counts.update({_request_key(p.request, pagination) for p in plan.parameters})
+        shared = Counter({k: n for k, n in counts.items() if n >= 2})
+        return cls(shared) if shared else None
+
+
+class _Abandoned(Exception):
+    """The first reader of a cache entry did not fetch it all."""
+
+
+async def _parent_pages(
+    client: SourceClient,
+    plan: FetchPlan,
+    request: EndpointRequest,
+    binding: dict[str, Any],
+    counters: FetchCounters,
+    budget: _Budget,
+) -> AsyncIterator[list[Any]]:
+    """The item lists of a path parameter endpoint's pages: from the client's parent cache when
+    another mapping of this sync fetched it, else fetched (and kept if other mappings need it)."""
+    cache: ParentCache | None = getattr(client, "parent_cache", None)
+    base = _request_key(request, plan.pagination.spec) if cache is not None else ""
+    if cache is None or base not in cache.shared:
+        pages = _endpoint_pages(client, plan, request, binding, counters, budget, main=False)
+        async with contextlib.aclosing(pages):
+            async for items in pages:
+                yield items
+        return
+    key = _request_key(request, plan.pagination.spec, fill_placeholders(request.template, binding))
+    entry = cache.entries.get(key)
+    if entry is not None:
+        try:
+            fetched = await asyncio.shield(entry.done)
+        except _Abandoned:
+            fetched = None
+        if fetched is not None:
+            cache.hits += 1
+            _read(cache, key, entry)
+            for items in fetched:
+                yield items
+            return
+    entry = cache.entries[key] = _CacheEntry(cache.shared[base], asyncio.get_running_loop().create_future())
+    cache.fetches += 1
+    kept: list[list[Any]] = []
+    pages = _endpoint_pages(client, plan, request, binding, counters, budget, main=False)
+    try:
+        async with contextlib.aclosing(pages):
+            async for items in pages:
+                kept.append(items)
+                yield items
+        entry.done.set_result(kept)
+        _read(cache, key, entry)
+    finally:
+        if not entry.done.done():  # failed or stopped early: the others fetch it themselves
+            if cache.entries.get(key) is entry:
+                del cache.entries[key]
+            entry.done.set_exception(_Abandoned())
+            entry.done.exception()  # retrieved: nobody may be waiting
+
+
+def _read(cache: ParentCache, key: str, entry: _CacheEntry) -> None:
+    entry.readers -= 1
+    if entry.readers <= 0 and cache.entries.get(key) is entry:
+        del cache.entries[key]
 
 
 # --------------------------------------------------------------------------- fetching
@@ -408,7 +543,7 @@ class _Combinations:
     async def _values(self, parameter: PathParameter, binding: dict[str, Any]) -> AsyncIterator[Any]:
         seen: set[str] = set()
         request = parameter.request
-        pages = _endpoint_pages(self.client, self.plan, request, binding, self.counters, self.budget, main=False)
+        pages = _parent_pages(self.client, self.plan, request, binding, self.counters, self.budget)
         async with contextlib.aclosing(pages):
             async for items in pages:
                 where = f"{request.method} {self.client.display(self.client.url_for(request.template))}"
