@@ -91,14 +91,24 @@ def owner_of(mapping: HttpEndpointMapping) -> str:
 
 
 def check_mappings(manifests: Manifests, mappings: Sequence[HttpEndpointMapping]) -> dict[int, Any]:
-    """Compile every mapping's jq (mappings and fetch side) now: exit 2 naming file, object and field.
+    """Compile every mapping's jq (mappings and fetch side) and its source's auth.custom jq now: exit 2
+    naming file, object and field.
     Returns the compiled mappers by ``id(mapping)``."""
+    from httpsync.engine.auth import check_auth
     from httpsync.engine.fetch import FetchPlan
     from httpsync.engine.mapping import Mapper
 
     mappers: dict[int, Any] = {}
     problems: list[str] = []
+    sources: set[int] = set()
     for m in mappings:
+        source = manifests.source_of(m)
+        if id(source) not in sources:
+            sources.add(id(source))
+            try:
+                check_auth(source.spec.auth)
+            except EngineError as e:
+                problems.append(f"{manifests.where(source)}: {e.message}")
         try:
             FetchPlan.compile(m.spec, pagination_of(manifests, m))
             mappers[id(m)] = Mapper.from_spec(m.spec)

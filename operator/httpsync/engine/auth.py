@@ -159,6 +159,27 @@ def fill_secret_refs(value: Any, values: dict[str, str]) -> Any:
     return value
 
 
+def check_auth(spec: AuthSpec) -> None:
+    """Check what needs no Secret and no network (the jq of auth.custom): a ConfigError or an
+    InvalidJqError naming the field, before anything runs."""
+    custom = spec.custom
+    if spec.type != AuthType.custom or custom is None:
+        return
+    template = custom.template
+    for group, exprs in (("headers", template.headers), ("queryParams", template.query_params),
+                         ("body", template.body)):  # fmt: skip
+        for name, expr in exprs.items():
+            compile_jq(expr, f"auth.custom.template.{group}.{name}")
+    if custom.expires_in_path:
+        compile_jq(custom.expires_in_path, "auth.custom.expiresInPath")
+    keys = _custom_secret_keys(custom)
+    if "" in keys:
+        raise ConfigError("auth.custom.request uses ${} without a key name: write ${key} (or $${ for ${)")
+    if keys and spec.secret_ref is None:
+        shown = ", ".join("${" + k + "}" for k in keys)
+        raise ConfigError(f"auth.custom.request uses {shown}: set auth.secretRef to the Secret holding them")
+
+
 def _custom_secret_keys(custom: CustomAuthSpec) -> list[str]:
     r = custom.request
     return secret_refs([r.url, r.headers, r.query_params, r.body, r.body_form])
@@ -395,17 +416,12 @@ async def build_auth(spec: AuthSpec, secrets: SecretResolver, *, base_url: str |
 async def _build_custom(spec: AuthSpec, secrets: SecretResolver, base_url: str | None) -> CustomAuth:
     if spec.custom is None:
         raise ConfigError("auth.custom is required for auth.type custom")
-    keys = _custom_secret_keys(spec.custom)
+    check_auth(spec)
     values: dict[str, str] = {}
-    if keys:
-        if spec.secret_ref is None:
-            shown = ", ".join("${" + k + "}" for k in keys)
-            raise ConfigError(f"auth.custom.request uses {shown}: set auth.secretRef to the Secret holding them")
-        for key in keys:
-            if not key:
-                raise ConfigError("auth.custom.request uses ${} without a key name: write ${key} (or $${ for ${)")
-            values[key] = await secrets.get(spec.secret_ref.name, key)
-            register_secret(values[key])
+    for key in _custom_secret_keys(spec.custom):
+        assert spec.secret_ref is not None  # check_auth
+        values[key] = await secrets.get(spec.secret_ref.name, key)
+        register_secret(values[key])
     url = fill_secret_refs(spec.custom.request.url, values)
     if not is_absolute(url):
         if base_url is None:
