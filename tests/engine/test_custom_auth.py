@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from httpsync.api.models import AuthSpec
+from httpsync.engine.auth import jq_from_ocean_template
 from httpsync.engine.client import SourceClient
 from httpsync.errors import AuthError, ConfigError, HttpStatusError
 from tests.loopback import LoopbackServer
@@ -373,3 +374,30 @@ async def test_a_login_on_another_host_is_allowed(login_api: LoginApi) -> None:
 def test_invalid_custom_auth_specs_are_refused(auth: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=re.escape(message)):
         AuthSpec.model_validate(auth)
+
+
+# --------------------------------------------------------------------------- Ocean's templates
+
+
+@pytest.mark.parametrize(
+    ("template", "jq"),
+    [
+        ("Bearer {{.access_token}}", '"Bearer " + ((.access_token // error("the login response has no .access_token")) '
+         "| tostring)"),
+        ("{{ .data.session }}", '(.data.session // error("the login response has no .data.session"))'),
+        ("static", '"static"'),
+    ],
+)  # fmt: skip
+def test_jq_from_ocean_template(template: str, jq: str) -> None:
+    assert jq_from_ocean_template(template) == jq
+
+
+async def test_an_ocean_template_converted_to_jq_logs_in(login_api: LoginApi) -> None:
+    auth = form_login()
+    auth["custom"]["template"] = {"headers": {"Authorization": jq_from_ocean_template("Bearer {{.access_token}}")}}
+    async with await client_for(login_api, auth) as client:
+        assert await get_items(client) == ITEMS
+    auth["custom"]["template"] = {"headers": {"Authorization": jq_from_ocean_template("Bearer {{.accessToken}}")}}
+    async with await client_for(login_api, auth) as client:
+        with pytest.raises(AuthError, match=r"failed on the response of .*: the login response has no \.accessToken"):
+            await get_items(client)

@@ -159,6 +159,28 @@ def fill_secret_refs(value: Any, values: dict[str, str]) -> Any:
     return value
 
 
+_OCEAN_TEMPLATE = re.compile(r"\{\{\s*\.([^}]+?)\s*\}\}")
+
+
+def jq_from_ocean_template(text: str) -> str:
+    """The jq of one value of Ocean's ``customAuthRequestTemplate`` (``"Bearer {{.access_token}}"``):
+    the text as jq string literals joined with ``+`` to each ``{{.path}}``'s value as a string. As in
+    Ocean, a path the login response lacks is an error (naming the path), not an empty string. A
+    value that is one ``{{.path}}`` keeps its JSON type (for body fields)."""
+    parts = _OCEAN_TEMPLATE.split(text)
+    if len(parts) == 1:
+        return json.dumps(text)
+
+    def value(path: str) -> str:
+        expr = "." + path.strip().lstrip(".")
+        return f"({expr} // error({json.dumps(f'the login response has no {expr}')}))"
+
+    if len(parts) == 3 and not parts[0] and not parts[2]:
+        return value(parts[1])
+    pieces = [json.dumps(p) if i % 2 == 0 else f"({value(p)} | tostring)" for i, p in enumerate(parts) if p]
+    return " + ".join(pieces)
+
+
 def check_auth(spec: AuthSpec) -> None:
     """Check what needs no Secret and no network (the jq of auth.custom): a ConfigError or an
     InvalidJqError naming the field, before anything runs."""
