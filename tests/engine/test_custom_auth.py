@@ -36,6 +36,7 @@ class LoginApi(LoopbackServer):
         self.bodies: list[Any] = []
         self.expires_in: Any = 3600
         self.broken_tokens = False  # logins succeed but give tokens the API refuses
+        self.unavailable = 0  # answer this many logins with a 503
         self._n = itertools.count(1)
         app = web.Application()
         app.router.add_post("/login/form", self.login_form)
@@ -57,6 +58,9 @@ class LoginApi(LoopbackServer):
     async def login_form(self, request: web.Request) -> web.Response:
         form = dict(await request.post())
         self.logins.append({"form": form, "query": dict(request.query), "headers": dict(request.headers)})
+        if self.unavailable:
+            self.unavailable -= 1
+            return web.json_response({"error": "try later"}, status=503)
         if form.get("username") != USER or form.get("password") != PASSWORD:
             return web.json_response({"error": "invalid_grant", "got": form.get("password")}, status=401)
         return web.json_response({"access_token": self._token(), "token_type": "Bearer", "expires_in": self.expires_in})
@@ -299,8 +303,15 @@ async def test_a_refused_login_names_the_login_endpoint_and_no_secret(login_api:
     assert message.startswith(f"the login endpoint {login_api.url}/login/form returned 401 Unauthorized")
     assert "check auth.custom.request" in message
     assert "wrong-password-123" not in message  # the server echoed it: redacted
-    assert info.value.stalled
+    assert info.value.stalled and info.value.reason == "AuthenticationFailed"
     assert login_api.api_requests == []
+
+
+async def test_a_login_answering_503_is_retried(login_api: LoginApi) -> None:
+    login_api.unavailable = 2
+    async with await client_for(login_api, form_login()) as client:
+        assert await get_items(client) == ITEMS
+    assert len(login_api.logins) == 3 and len(login_api.api_requests) == 1
 
 
 async def test_login_values_are_redacted_where_the_api_echoes_them(login_api: LoginApi) -> None:

@@ -219,7 +219,6 @@ class CustomAuth(TokenAuth):
     longer, are registered with the redactor.
     """
 
-    ERROR_REASON = "AuthFailed"
     REFUSED_HINT = "check auth.custom.request (its URL, method, body) and the values of its Secret"
 
     def __init__(self, login_url: str, spec: CustomAuthSpec, secret_values: dict[str, str]) -> None:
