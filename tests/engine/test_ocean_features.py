@@ -4,6 +4,7 @@ team, and a parent endpoint shared by several nested mappings fetched once per s
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +30,8 @@ class OceanLikeApi(LoopbackServer):
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
         self.fail_teams = 0  # answer /teams with a 400 this many times
+        self.hold_second_page = False  # answer /teams?offset=1 only once someone asked for /teams/a/people
+        self.people_asked = asyncio.Event()
         app = web.Application()
         app.router.add_get("/teams", self.teams)
         app.router.add_get("/teams/{id}/repos", self.repos)
@@ -43,18 +46,24 @@ class OceanLikeApi(LoopbackServer):
         if self.fail_teams:
             self.fail_teams -= 1
             return web.json_response({"error": "bad"}, status=400)
-        offset, limit = int(request.query.get("offset", 0)), int(request.query.get("limit", 100))
-        return web.json_response(TEAMS[offset : offset + limit])
+        offset = int(request.query.get("offset", 0))
+        if offset == 1 and self.hold_second_page:
+            try:  # a deadlock guard, not a timing: the test fails if nobody reads page 1 before page 2 arrives
+                await asyncio.wait_for(self.people_asked.wait(), 10)
+            except TimeoutError:
+                return web.json_response({"error": "nobody read the first page"}, status=500)
+        return web.json_response(_window(request, TEAMS))
 
     async def repos(self, request: web.Request) -> web.Response:
         self.hits[request.path] += 1
         team = request.match_info["id"]
-        return web.json_response([{"name": f"{team}-r{i}"} for i in (1, 2)])
+        return web.json_response(_window(request, [{"name": f"{team}-r{i}"} for i in (1, 2)]))
 
     async def people(self, request: web.Request) -> web.Response:
         self.hits[request.path] += 1
+        self.people_asked.set()
         team = next(t for t in TEAMS if t["id"] == request.match_info["id"])
-        return web.json_response(team["members"])
+        return web.json_response(_window(request, team["members"]))
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response({"version": "1.2.3", "healthy": True})
@@ -64,6 +73,11 @@ class OceanLikeApi(LoopbackServer):
 
     async def list(self, request: web.Request) -> web.Response:
         return web.json_response({"data": [{"id": 1, "name": "one"}]})
+
+
+def _window(request: web.Request, items: list[Any]) -> list[Any]:
+    offset, limit = int(request.query.get("offset", 0)), int(request.query.get("limit", 100))
+    return items[offset : offset + limit]
 
 
 @pytest.fixture
@@ -268,6 +282,16 @@ async def test_a_parent_shared_by_nested_mappings_is_fetched_once_per_sync(api: 
 
     await sync(catalog, source, repos, people, concurrency=1)  # one after the other: still once
     assert api.hits["/teams"] == 2  # the next sync fetches it again
+
+
+async def test_the_other_mappings_read_the_parent_pages_as_they_arrive(api: OceanLikeApi, catalog: Catalog) -> None:
+    """The parent's second page is only served once a child of its first page was requested: whichever
+    mapping fetches the parent, the other one must start from the first page without waiting for all."""
+    api.hold_second_page = True
+    source = source_spec(api.url, pagination={"type": "offset", "pageSize": 1})
+    results = await sync(catalog, source, nested("/teams/{team}/repos"), nested("/teams/{team}/people"))
+    assert [(r.outcome, r.entities_upserted) for r in results] == [("Succeeded", 4), ("Succeeded", 3)]
+    assert [api.hits[f"/teams?offset={o}&limit=1"] for o in (0, 1, 2)] == [1, 1, 1]  # once each, not twice
 
 
 async def test_different_parent_requests_are_not_shared(api: OceanLikeApi, catalog: Catalog) -> None:

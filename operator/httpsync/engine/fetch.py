@@ -25,8 +25,8 @@ one page after another (``FetchCounters.requests`` does count the discarded requ
 
 A path parameter endpoint that several mappings of one source use (same method, endpoint, query
 parameters, headers, dataPath and pagination) is fetched once per sync of the source: the client's
-:class:`ParentCache`, made by the runner, keeps its items for the other mappings, which wait for
-the first one's fetch rather than send the same requests. A fetch that fails or stops early is not
+:class:`ParentCache`, made by the runner, keeps its pages for the other mappings, which read them
+as the first one's fetch brings them rather than send the same requests. A fetch that fails or stops early is not
 kept: the others then fetch it themselves.
 
 Any failure, in a parent or in any child, fails the whole iteration: a partial fetch never looks
@@ -287,10 +287,20 @@ def _request_key(request: EndpointRequest, pagination: PaginationSpec, template:
     )
 
 
-@dataclass(slots=True)
 class _CacheEntry:
-    readers: int  # mappings yet to read it
-    done: asyncio.Future[list[list[Any]]]  # the item lists of its pages, once fully fetched
+    """One shared parent endpoint being fetched (by its first reader) or fetched: its pages so far."""
+
+    __slots__ = ("grew", "pages", "readers", "state")
+
+    def __init__(self, readers: int) -> None:
+        self.readers = readers  # mappings yet to read it all
+        self.pages: list[list[Any]] = []
+        self.state = "fetching"  # then "done", or "abandoned" (failed or stopped early)
+        self.grew = asyncio.Event()
+
+    def changed(self) -> None:
+        self.grew.set()
+        self.grew = asyncio.Event()
 
 
 @dataclass
@@ -299,7 +309,9 @@ class ParentCache:
 
     Made by the runner for one sync of a source (:meth:`for_mappings`) and put on its client as
     ``parent_cache``. Only endpoints two or more mappings use are kept, each until every one of those
-    mappings has read it; ``fetches`` and ``hits`` count fetches made and saved."""
+    mappings has read it. The first mapping to need one fetches it; the others read its pages as
+    they arrive (no one waits for the whole list). ``fetches`` and ``hits`` count the fetches made
+    and saved."""
 
     shared: Counter[str]  # request key (placeholders unfilled) -> mappings using it
     entries: dict[str, _CacheEntry] = field(default_factory=dict)
@@ -314,18 +326,20 @@ class ParentCache:
         mapping that does not compile is left out (its sync reports why)."""
         counts: Counter[str] = Counter()
         for spec in mappings:
+            pagination = spec.pagination or default_pagination
             try:
-                plan = FetchPlan.compile(spec, spec.pagination or default_pagination)
+                plan = FetchPlan.compile(spec, pagination)
             except Exception:
                 continue
-            pagination = spec.pagination or default_pagination
             counts.update({_request_key(p.request, pagination) for p in plan.parameters})
         shared = Counter({k: n for k, n in counts.items() if n >= 2})
         return cls(shared) if shared else None
 
-
-class _Abandoned(Exception):
-    """The first reader of a cache entry did not fetch it all."""
+    def read(self, key: str, entry: _CacheEntry) -> None:
+        """One mapping has read all of ``entry``: forget it once every mapping has."""
+        entry.readers -= 1
+        if entry.readers <= 0 and self.entries.get(key) is entry:
+            del self.entries[key]
 
 
 async def _parent_pages(
@@ -336,52 +350,56 @@ async def _parent_pages(
     counters: FetchCounters,
     budget: _Budget,
 ) -> AsyncIterator[list[Any]]:
-    """The item lists of a path parameter endpoint's pages: from the client's parent cache when
-    another mapping of this sync fetched it, else fetched (and kept if other mappings need it)."""
+    """The item lists of a path parameter endpoint's pages: read from the client's parent cache when
+    another mapping of this sync fetches or fetched it, else fetched (and kept if other mappings need
+    it). If the fetch being read fails or stops early, this one fetches the endpoint itself, from the
+    start: pages read twice give parameter values already seen, which the caller skips."""
+
+    def own() -> AsyncIterator[list[Any]]:
+        return _endpoint_pages(client, plan, request, binding, counters, budget, main=False)
+
     cache: ParentCache | None = getattr(client, "parent_cache", None)
     base = _request_key(request, plan.pagination.spec) if cache is not None else ""
     if cache is None or base not in cache.shared:
-        pages = _endpoint_pages(client, plan, request, binding, counters, budget, main=False)
-        async with contextlib.aclosing(pages):
+        async with contextlib.aclosing(own()) as pages:
             async for items in pages:
                 yield items
         return
     key = _request_key(request, plan.pagination.spec, fill_placeholders(request.template, binding))
     entry = cache.entries.get(key)
     if entry is not None:
-        try:
-            fetched = await asyncio.shield(entry.done)
-        except _Abandoned:
-            fetched = None
-        if fetched is not None:
-            cache.hits += 1
-            _read(cache, key, entry)
-            for items in fetched:
-                yield items
-            return
-    entry = cache.entries[key] = _CacheEntry(cache.shared[base], asyncio.get_running_loop().create_future())
-    cache.fetches += 1
-    kept: list[list[Any]] = []
-    pages = _endpoint_pages(client, plan, request, binding, counters, budget, main=False)
-    try:
-        async with contextlib.aclosing(pages):
+        i = 0
+        while entry.state != "abandoned":
+            if i < len(entry.pages):
+                i += 1
+                yield entry.pages[i - 1]
+            elif entry.state == "done":
+                cache.hits += 1
+                cache.read(key, entry)
+                return
+            else:
+                await entry.grew.wait()
+        async with contextlib.aclosing(own()) as pages:
             async for items in pages:
-                kept.append(items)
                 yield items
-        entry.done.set_result(kept)
-        _read(cache, key, entry)
+        return
+    entry = cache.entries[key] = _CacheEntry(cache.shared[base])
+    cache.fetches += 1
+    try:
+        async with contextlib.aclosing(own()) as pages:
+            async for items in pages:
+                entry.pages.append(items)
+                entry.changed()
+                yield items
+        entry.state = "done"
+        entry.changed()
+        cache.read(key, entry)
     finally:
-        if not entry.done.done():  # failed or stopped early: the others fetch it themselves
+        if entry.state != "done":  # failed or stopped early: the others fetch it themselves
+            entry.state = "abandoned"
+            entry.changed()
             if cache.entries.get(key) is entry:
                 del cache.entries[key]
-            entry.done.set_exception(_Abandoned())
-            entry.done.exception()  # retrieved: nobody may be waiting
-
-
-def _read(cache: ParentCache, key: str, entry: _CacheEntry) -> None:
-    entry.readers -= 1
-    if entry.readers <= 0 and cache.entries.get(key) is entry:
-        del cache.entries[key]
 
 
 # --------------------------------------------------------------------------- fetching
