@@ -220,6 +220,7 @@ class CustomAuth(TokenAuth):
     """
 
     REFUSED_HINT = "check auth.custom.request (its URL, method, body) and the values of its Secret"
+    requires_request_body = True  # body fields are merged into it
 
     def __init__(self, login_url: str, spec: CustomAuthSpec, secret_values: dict[str, str]) -> None:
         super().__init__(login_url, endpoint=f"the login endpoint {display_url(login_url)}")
