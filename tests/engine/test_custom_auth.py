@@ -412,3 +412,14 @@ async def test_an_ocean_template_converted_to_jq_logs_in(login_api: LoginApi) ->
     async with await client_for(login_api, auth) as client:
         with pytest.raises(AuthError, match=r"failed on the response of .*: the login response has no \.accessToken"):
             await get_items(client)
+
+
+async def test_a_jq_error_on_the_login_response_does_not_quote_its_token(login_api: LoginApi) -> None:
+    auth = form_login()
+    auth["custom"]["template"] = {"headers": {"X-Token-Number": ".access_token | tonumber"}}
+    async with await client_for(login_api, auth) as client:
+        with pytest.raises(AuthError) as info:
+            await get_items(client)
+    message = str(info.value)
+    assert "auth.custom.template.headers.X-Token-Number '.access_token | tonumber' failed" in message
+    assert "9f8e7d6c5b4a" not in message and "***" in message

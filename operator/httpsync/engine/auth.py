@@ -246,7 +246,6 @@ class CustomAuth(TokenAuth):
         )
         if spec.reauthenticate_interval:
             self.DEFAULT_LIFETIME = parse_duration(spec.reauthenticate_interval)
-        self.query_params = list(template.query_params)
 
     def build_token_request(self) -> httpx.Request:
         headers = {"Accept": "application/json", **self._headers}
@@ -257,6 +256,8 @@ class CustomAuth(TokenAuth):
         return httpx.Request(self._method, self.token_url, params=self._params, headers=headers)
 
     def parse_answer(self, data: Any) -> tuple[Any, Any]:
+        for text in _named_secrets(data):  # first: a jq error below may quote them
+            register_secret(text)
         credential: dict[str, dict[str, Any]] = {"headers": {}, "queryParams": {}, "body": {}}
         for group, name, expr, prog in self._templates:
             value = self._evaluate(prog, data, f"auth.custom.template.{group}.{name} {expr!r}")
@@ -273,7 +274,7 @@ class CustomAuth(TokenAuth):
         for text in used:
             register_secret(text)
         for text in _response_secrets(data):
-            if any(text in u for u in used) or text in _named_secrets(data):
+            if any(text in u for u in used):
                 register_secret(text)
         expires_in = None
         if self._expires_prog is not None:
