@@ -36,6 +36,7 @@ class OceanLikeApi(LoopbackServer):
         app.router.add_get("/teams", self.teams)
         app.router.add_get("/teams/{id}/repos", self.repos)
         app.router.add_get("/teams/{id}/people", self.people)
+        app.router.add_get("/teams/{id}/named/{name}", self.named)
         app.router.add_get("/status", self.status)
         app.router.add_get("/wrapped", self.wrapped)
         app.router.add_get("/list", self.list)
@@ -64,6 +65,10 @@ class OceanLikeApi(LoopbackServer):
         self.people_asked.set()
         team = next(t for t in TEAMS if t["id"] == request.match_info["id"])
         return web.json_response(_window(request, team["members"]))
+
+    async def named(self, request: web.Request) -> web.Response:
+        self.hits[request.path] += 1
+        return web.json_response([{"name": f"{request.match_info['id']}:{request.match_info['name']}"}])
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response({"version": "1.2.3", "healthy": True})
@@ -292,6 +297,26 @@ async def test_the_other_mappings_read_the_parent_pages_as_they_arrive(api: Ocea
     results = await sync(catalog, source, nested("/teams/{team}/repos"), nested("/teams/{team}/people"))
     assert [(r.outcome, r.entities_upserted) for r in results] == [("Succeeded", 4), ("Succeeded", 3)]
     assert [api.hits[f"/teams?offset={o}&limit=1"] for o in (0, 1, 2)] == [1, 1, 1]  # once each, not twice
+
+
+async def test_two_parameters_of_one_mapping_on_the_shared_parent(api: OceanLikeApi, catalog: Catalog) -> None:
+    """One mapping takes both of its parameters from /teams, which another mapping shares: it must not
+    wait for its own fetch of /teams (a deadlock guard: wait_for fails the test instead of hanging)."""
+    both = mapping(
+        "/teams/{team}/named/{tname}",
+        {"identifier": ".name"},
+        selector={
+            "pathParameters": {
+                "team": {"endpoint": "/teams", "field": ".id"},
+                "tname": {"endpoint": "/teams", "field": ".name"},
+            }
+        },
+    )
+    results = await asyncio.wait_for(
+        sync(catalog, source_spec(api.url), both, nested("/teams/{team}/repos"), concurrency=1), 30
+    )
+    assert [(r.outcome, r.entities_upserted) for r in results] == [("Succeeded", 4), ("Succeeded", 4)]
+    assert api.hits["/teams/a/named/Beta"] == 1
 
 
 async def test_different_parent_requests_are_not_shared(api: OceanLikeApi, catalog: Catalog) -> None:

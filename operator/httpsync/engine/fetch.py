@@ -290,10 +290,11 @@ def _request_key(request: EndpointRequest, pagination: PaginationSpec, template:
 class _CacheEntry:
     """One shared parent endpoint being fetched (by its first reader) or fetched: its pages so far."""
 
-    __slots__ = ("grew", "pages", "readers", "state")
+    __slots__ = ("grew", "owner", "pages", "readers", "state")
 
-    def __init__(self, readers: int) -> None:
+    def __init__(self, readers: int, owner: object) -> None:
         self.readers = readers  # mappings yet to read it all
+        self.owner = owner  # the iteration fetching it (its budget): it must not wait for itself
         self.pages: list[list[Any]] = []
         self.state = "fetching"  # then "done", or "abandoned" (failed or stopped early)
         self.grew = asyncio.Event()
@@ -367,6 +368,13 @@ async def _parent_pages(
         return
     key = _request_key(request, plan.pagination.spec, fill_placeholders(request.template, binding))
     entry = cache.entries.get(key)
+    if entry is not None and entry.owner is budget and entry.state == "fetching":
+        # This iteration is fetching it already, for another of its parameters: reading it here would
+        # wait for pages that come only when this iteration moves on.
+        async with contextlib.aclosing(own()) as pages:
+            async for items in pages:
+                yield items
+        return
     if entry is not None:
         i = 0
         while entry.state != "abandoned":
@@ -383,7 +391,7 @@ async def _parent_pages(
             async for items in pages:
                 yield items
         return
-    entry = cache.entries[key] = _CacheEntry(cache.shared[base])
+    entry = cache.entries[key] = _CacheEntry(cache.shared[base], budget)
     cache.fetches += 1
     try:
         async with contextlib.aclosing(own()) as pages:
