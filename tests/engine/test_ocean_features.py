@@ -37,6 +37,7 @@ class OceanLikeApi(LoopbackServer):
         app.router.add_get("/teams/{id}/repos", self.repos)
         app.router.add_get("/teams/{id}/people", self.people)
         app.router.add_get("/teams/{id}/named/{name}", self.named)
+        app.router.add_get("/by/{name}/of/{id}", self.named)
         app.router.add_get("/status", self.status)
         app.router.add_get("/wrapped", self.wrapped)
         app.router.add_get("/list", self.list)
@@ -77,6 +78,7 @@ class OceanLikeApi(LoopbackServer):
         return web.json_response({"data": {"id": 7, "name": "seven"}})
 
     async def list(self, request: web.Request) -> web.Response:
+        self.hits[request.path] += 1
         return web.json_response({"data": [{"id": 1, "name": "one"}]})
 
 
@@ -319,6 +321,26 @@ async def test_two_parameters_of_one_mapping_on_the_shared_parent(api: OceanLike
     assert api.hits["/teams/a/named/Beta"] == 1
 
 
+async def test_mappings_using_two_shared_parents_in_opposite_orders(api: OceanLikeApi, catalog: Catalog) -> None:
+    """Each mapping walks one shared parent while it reads all of the other: neither may wait for the
+    other mapping to move on (a deadlock guard: wait_for fails the test instead of hanging)."""
+    team = {"endpoint": "/teams", "field": ".id"}
+    tname = {"endpoint": "/list", "dataPath": ".data", "field": ".name"}
+    one = mapping(
+        "/teams/{team}/named/{tname}",
+        {"identifier": ".name"},
+        selector={"pathParameters": {"team": team, "tname": tname}},
+    )
+    other = mapping(
+        "/by/{tname}/of/{team}",
+        {"identifier": '"by-" + .name'},
+        selector={"pathParameters": {"team": team, "tname": tname}},
+    )
+    results = await asyncio.wait_for(sync(catalog, source_spec(api.url), one, other), 30)
+    assert [(r.outcome, r.entities_upserted) for r in results] == [("Succeeded", 2), ("Succeeded", 2)]
+    assert (api.hits["/teams"], api.hits["/teams/a/named/one"], api.hits["/by/one/of/b"]) == (1, 1, 1)
+
+
 async def test_different_parent_requests_are_not_shared(api: OceanLikeApi, catalog: Catalog) -> None:
     repos, people = nested("/teams/{team}/repos"), nested("/teams/{team}/people", queryParams={"limit": "1"})
     results = await sync(catalog, source_spec(api.url), repos, people)
@@ -327,8 +349,12 @@ async def test_different_parent_requests_are_not_shared(api: OceanLikeApi, catal
                                 "/teams/a/people": 1})  # fmt: skip
 
 
-async def test_a_failed_parent_fetch_is_not_shared(api: OceanLikeApi, catalog: Catalog) -> None:
-    api.fail_teams = 1  # the first fetch fails; the other mapping fetches the parent itself
-    results = await sync(catalog, source_spec(api.url), nested("/teams/{team}/repos"), nested("/teams/{team}/people"))
-    assert sorted(r.outcome for r in results) == ["Failed", "Succeeded"]
-    assert api.hits["/teams"] == 2
+async def test_a_failed_parent_fetch_fails_every_mapping_reading_it(api: OceanLikeApi, catalog: Catalog) -> None:
+    api.fail_teams = 1
+    source = source_spec(api.url)
+    results = await sync(catalog, source, nested("/teams/{team}/repos"), nested("/teams/{team}/people"))
+    assert [(r.outcome, r.reason) for r in results] == [("Failed", "HttpError")] * 2
+    assert all(f"GET {api.url}/teams returned 400 Bad Request" in (r.message or "") for r in results)
+    assert api.hits["/teams"] == 1 and await catalog.sink.count() == 0
+    results = await sync(catalog, source, nested("/teams/{team}/repos"), nested("/teams/{team}/people"))
+    assert [r.outcome for r in results] == ["Succeeded"] * 2  # the next sync fetches it anew

@@ -25,9 +25,8 @@ one page after another (``FetchCounters.requests`` does count the discarded requ
 
 A path parameter endpoint that several mappings of one source use (same method, endpoint, query
 parameters, headers, dataPath and pagination) is fetched once per sync of the source: the client's
-:class:`ParentCache`, made by the runner, keeps its pages for the other mappings, which read them
-as the first one's fetch brings them rather than send the same requests. A fetch that fails or stops early is not
-kept: the others then fetch it themselves.
+:class:`ParentCache`, made by the runner, fetches it in a task of its own and every such mapping reads
+its pages as they arrive; a failure of that fetch fails each of them, as if each had fetched it.
 
 Any failure, in a parent or in any child, fails the whole iteration: a partial fetch never looks
 like a complete one. Requests still outstanding are cancelled when the iteration fails or the
@@ -288,16 +287,17 @@ def _request_key(request: EndpointRequest, pagination: PaginationSpec, template:
 
 
 class _CacheEntry:
-    """One shared parent endpoint being fetched (by its first reader) or fetched: its pages so far."""
+    """One shared parent endpoint: its pages so far, fetched by a task of its own."""
 
-    __slots__ = ("grew", "owner", "pages", "readers", "state")
+    __slots__ = ("error", "grew", "pages", "readers", "state", "task")
 
-    def __init__(self, readers: int, owner: object) -> None:
-        self.readers = readers  # mappings yet to read it all
-        self.owner = owner  # the iteration fetching it (its budget): it must not wait for itself
+    def __init__(self, readers: int) -> None:
+        self.readers = readers  # mappings yet to finish reading it
         self.pages: list[list[Any]] = []
-        self.state = "fetching"  # then "done", or "abandoned" (failed or stopped early)
+        self.state = "fetching"  # then "done" or "failed"
+        self.error: Exception | None = None  # why it failed
         self.grew = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
 
     def changed(self) -> None:
         self.grew.set()
@@ -308,11 +308,13 @@ class _CacheEntry:
 class ParentCache:
     """Path parameter endpoints shared by several mappings of one source, fetched once per sync.
 
-    Made by the runner for one sync of a source (:meth:`for_mappings`) and put on its client as
-    ``parent_cache``. Only endpoints two or more mappings use are kept, each until every one of those
-    mappings has read it. The first mapping to need one fetches it; the others read its pages as
-    they arrive (no one waits for the whole list). ``fetches`` and ``hits`` count the fetches made
-    and saved."""
+    Made by the runner for one sync of a source (:meth:`for_mappings`), put on its client as
+    ``parent_cache`` and closed (:meth:`aclose`) before the client. Only endpoints two or more
+    mappings use are kept, each until every one of those mappings has read it. The first mapping to
+    need one starts a task fetching all its pages; every mapping, the first included, reads the pages
+    as they arrive. The task depends on no mapping's pace, so no mapping ever waits for another one
+    (two mappings waiting for each other's parents would otherwise be possible). ``fetches`` and
+    ``hits`` count the fetches made and saved."""
 
     shared: Counter[str]  # request key (placeholders unfilled) -> mappings using it
     entries: dict[str, _CacheEntry] = field(default_factory=dict)
@@ -336,11 +338,36 @@ class ParentCache:
         shared = Counter({k: n for k, n in counts.items() if n >= 2})
         return cls(shared) if shared else None
 
-    def read(self, key: str, entry: _CacheEntry) -> None:
-        """One mapping has read all of ``entry``: forget it once every mapping has."""
+    def release(self, key: str, entry: _CacheEntry) -> None:
+        """One mapping is done with ``entry``: once every one is, forget it (and stop its fetch)."""
         entry.readers -= 1
-        if entry.readers <= 0 and self.entries.get(key) is entry:
-            del self.entries[key]
+        if entry.readers <= 0:
+            if self.entries.get(key) is entry:
+                del self.entries[key]
+            if entry.task is not None:
+                entry.task.cancel()
+
+    async def aclose(self) -> None:
+        """Stop the fetches still running (their mappings failed or stopped early)."""
+        tasks = [e.task for e in self.entries.values() if e.task is not None]
+        self.entries.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _fill(cache: ParentCache, key: str, entry: _CacheEntry, pages: AsyncIterator[list[Any]]) -> None:
+    """Fetch every page of a shared parent into ``entry``."""
+    try:
+        async with contextlib.aclosing(pages):
+            async for items in pages:
+                entry.pages.append(items)
+                entry.changed()
+        entry.state = "done"
+    except Exception as e:
+        entry.state, entry.error = "failed", e  # every mapping reading it fails with it
+    finally:
+        entry.changed()
 
 
 async def _parent_pages(
@@ -352,11 +379,10 @@ async def _parent_pages(
     budget: _Budget,
 ) -> AsyncIterator[list[Any]]:
     """The item lists of a path parameter endpoint's pages: read from the client's parent cache when
-    another mapping of this sync fetches or fetched it, else fetched (and kept if other mappings need
-    it). If the fetch being read fails or stops early, this one fetches the endpoint itself, from the
-    start: pages read twice give parameter values already seen, which the caller skips."""
+    other mappings of this sync use it too, else fetched. A shared fetch that fails raises its error
+    in every mapping reading it, as if each had fetched it."""
 
-    def own() -> AsyncIterator[list[Any]]:
+    def own(budget: _Budget = budget) -> AsyncIterator[list[Any]]:
         return _endpoint_pages(client, plan, request, binding, counters, budget, main=False)
 
     cache: ParentCache | None = getattr(client, "parent_cache", None)
@@ -368,46 +394,27 @@ async def _parent_pages(
         return
     key = _request_key(request, plan.pagination.spec, fill_placeholders(request.template, binding))
     entry = cache.entries.get(key)
-    if entry is not None and entry.owner is budget and entry.state == "fetching":
-        # This iteration is fetching it already, for another of its parameters: reading it here would
-        # wait for pages that come only when this iteration moves on.
-        async with contextlib.aclosing(own()) as pages:
-            async for items in pages:
-                yield items
-        return
-    if entry is not None:
+    if entry is None:
+        entry = cache.entries[key] = _CacheEntry(cache.shared[base])
+        ahead = _Budget(pages_ahead(client.spec.max_concurrent_requests, plan.pagination.spec.page_size) - 1)
+        entry.task = asyncio.create_task(_fill(cache, key, entry, own(ahead)), name="httpsync-shared-parent")
+        cache.fetches += 1
+    else:
+        cache.hits += 1
+    try:
         i = 0
-        while entry.state != "abandoned":
+        while True:
             if i < len(entry.pages):
                 i += 1
                 yield entry.pages[i - 1]
             elif entry.state == "done":
-                cache.hits += 1
-                cache.read(key, entry)
                 return
+            elif entry.error is not None:
+                raise entry.error
             else:
                 await entry.grew.wait()
-        async with contextlib.aclosing(own()) as pages:
-            async for items in pages:
-                yield items
-        return
-    entry = cache.entries[key] = _CacheEntry(cache.shared[base], budget)
-    cache.fetches += 1
-    try:
-        async with contextlib.aclosing(own()) as pages:
-            async for items in pages:
-                entry.pages.append(items)
-                entry.changed()
-                yield items
-        entry.state = "done"
-        entry.changed()
-        cache.read(key, entry)
     finally:
-        if entry.state != "done":  # failed or stopped early: the others fetch it themselves
-            entry.state = "abandoned"
-            entry.changed()
-            if cache.entries.get(key) is entry:
-                del cache.entries[key]
+        cache.release(key, entry)
 
 
 # --------------------------------------------------------------------------- fetching

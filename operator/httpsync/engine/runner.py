@@ -90,7 +90,11 @@ async def run_source(
                 return failed(mapping, EngineError(redact(f"unexpected error: {type(e).__name__}: {e}")))
 
     async with client:
-        return list(await asyncio.gather(*(one(m) for m in mappings)))
+        try:
+            return list(await asyncio.gather(*(one(m) for m in mappings)))
+        finally:
+            if client.parent_cache is not None:
+                await client.parent_cache.aclose()
 
 
 def _failed(mapping: SourceMapping, error: EngineError) -> EndpointResult:
