@@ -3,7 +3,9 @@
 :class:`TokenAuth` is the base of the OAuth2 client credentials grant of the sources
 (:class:`httpsync.engine.auth.OAuth2ClientCredentials`) and of Port's access tokens
 (:class:`httpsync.sinks.port.PortTokenAuth`). A subclass says how to ask for a token
-(:meth:`TokenAuth.build_token_request`) and names the fields of the answer; the base
+(:meth:`TokenAuth.build_token_request`) and names the fields of the answer, or reads the answer
+itself (:meth:`TokenAuth.parse_answer`) and puts its credential on requests its own way
+(:meth:`TokenAuth.apply`; the engine's custom login flows do); the base
 
 - caches the token until shortly before it expires (its lifetime minus 10%, at most
   ``MARGIN_SECONDS``), so it is renewed before the API refuses it;
