@@ -4,6 +4,7 @@ on a 401, Secret references, and no credential in any message."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -216,6 +217,15 @@ async def test_a_non_string_template_value_is_sent_as_json_text(login_api: Login
     async with await client_for(login_api, auth) as client:
         await get_items(client)
     assert login_api.api_requests[0].headers["X-Ttl"] == "7200"
+
+
+async def test_concurrent_requests_share_one_login(login_api: LoginApi) -> None:
+    async with await client_for(login_api, form_login()) as client:
+        bodies = await asyncio.gather(*(get_items(client) for _ in range(10)))
+        assert bodies == [ITEMS] * 10
+        login_api.revoke()  # all refused at once: one new login between them
+        assert await asyncio.gather(*(get_items(client) for _ in range(10))) == [ITEMS] * 10
+    assert len(login_api.logins) == 2
 
 
 # --------------------------------------------------------------------------- when to log in again
