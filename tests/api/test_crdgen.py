@@ -242,6 +242,8 @@ def test_cel_rules_are_where_the_models_put_them() -> None:
     assert where == {
         ("HttpSource", "spec"),
         ("HttpSource", "spec.auth"),
+        ("HttpSource", "spec.auth.custom.request"),
+        ("HttpSource", "spec.auth.custom.template"),
         ("HttpSource", "spec.pagination"),
         ("HttpSource", "spec.retry"),
         ("HttpSource", "spec.sink"),

@@ -122,6 +122,35 @@ INVALID = [
         id="apiKey-header-and-queryParam",
     ),
     pytest.param(
+        source("custom", auth={"type": "custom"}),
+        "auth.custom is required for auth.type custom, and only valid for it",
+        id="custom-without-custom",
+    ),
+    pytest.param(
+        source(
+            "custombody",
+            auth={
+                "type": "custom",
+                "custom": {
+                    "request": {"url": "/login", "body": {"a": 1}, "bodyForm": {"a": "1"}},
+                    "template": {"headers": {"A": ".t"}},
+                },
+            },
+        ),
+        "auth.custom.request: set body (JSON) or bodyForm (form-encoded), not both",
+        id="custom-body-and-bodyForm",
+    ),
+    pytest.param(
+        source("customtemplate", auth={"type": "custom", "custom": {"request": {"url": "/l"}, "template": {}}}),
+        "auth.custom.template needs at least one of headers, queryParams or body",
+        id="custom-empty-template",
+    ),
+    pytest.param(
+        mapping("itemsname", itemsToParseName="member"),
+        "itemsToParseName and itemsToParseTopLevelTransform need itemsToParse",
+        id="itemsToParseName-without-itemsToParse",
+    ),
+    pytest.param(
         mapping("badenum", selector={"method": "FETCH"}),
         "spec.selector.method",
         id="bad-enum",
@@ -157,6 +186,32 @@ def test_server_accepts_the_valid_variants(kube: Any, ns: str) -> None:
     )
     body = get(kube, ns, "hem/placeholder")["spec"]["selector"]["body"]
     assert body == {"any": ["json", 1]}, "the free-form body must not be pruned"
+    custom = {
+        "request": {"url": "/login", "bodyForm": {"user": "${user}"}},
+        "template": {"queryParams": {"session": ".session"}},
+        "reauthenticateInterval": "50m",
+        "expiresInPath": ".expires_in",
+    }
+    create(kube, ns, source("custom", auth={"type": "custom", "secretRef": {"name": "login"}, "custom": custom}))
+    assert get(kube, ns, "httpsource/custom")["spec"]["auth"]["custom"]["template"] == custom["template"]
+    query = {"combinator": '"and"', "rules": [{"property": '"$identifier"', "operator": '"="', "value": ".team"}]}
+    create(
+        kube,
+        ns,
+        mapping(
+            "ocean",
+            itemsToParse=".members",
+            itemsToParseName="member",
+            itemsToParseTopLevelTransform=True,
+            selector={"singleObject": True},
+            mappings={"identifier": ".id", "blueprint": '"user"', "team": query, "relations": {"owner": query}},
+        ),
+    )
+    spec = get(kube, ns, "hem/ocean")["spec"]
+    assert spec["mappings"]["team"] == query and spec["mappings"]["relations"] == {"owner": query}, "pruned"
+    for obj in (get(kube, ns, "httpsource/custom"), get(kube, ns, "hem/ocean")):
+        model = m.HttpSource if obj["kind"] == "HttpSource" else m.HttpEndpointMapping
+        model.model_validate({k: obj[k] for k in ("apiVersion", "kind", "spec")} | {"metadata": {"name": "x"}})
 
 
 def test_server_accepts_intervals_from_the_minimum_on(kube: Any, ns: str) -> None:
@@ -180,7 +235,7 @@ def test_server_fills_in_the_model_defaults(kube: Any, ns: str) -> None:
     assert spec["auth"] == {"type": "none"} and spec["suspend"] is False
     assert spec == without_empty(m.HttpSourceSpec.model_validate(spec).to_wire())
     hem = get(kube, ns, "httpendpointmapping/minimal")["spec"]
-    assert hem["selector"] == {"query": "true", "method": "GET"}
+    assert hem["selector"] == {"query": "true", "method": "GET", "singleObject": False}
     assert hem["deletionPolicy"] == "Delete" and hem["deletionGuard"] == {
         "maxDeletePercent": 50,
         "disabled": False,
@@ -193,10 +248,7 @@ def table(kube: Any, ns: str, *args: str) -> list[dict[str, str]]:
     head, *rows = kube.kubectl("get", *args, "-n", ns).stdout.splitlines()
     columns = [(c.group(), c.start()) for c in re.finditer(r"\S+(?: \S+)*", head)]
     ends = [start for _, start in columns[1:]] + [None]
-    return [
-        {name: row[start:end].strip() for (name, start), end in zip(columns, ends, strict=True)}
-        for row in rows
-    ]
+    return [{name: row[start:end].strip() for (name, start), end in zip(columns, ends, strict=True)} for row in rows]
 
 
 SOURCE_COLUMNS = ["NAME", "READY", "STATUS", "ENDPOINTS", "LAST SYNC", "AGE"]
@@ -225,9 +277,7 @@ def test_category_and_short_names(kube: Any, ns: str) -> None:
     create(kube, ns, mapping("users"))
     names = set(kube.kubectl("get", "httpsync", "-n", ns, "-o", "name").stdout.split())
     assert names == {"httpsource.httpsync.io/src", "httpendpointmapping.httpsync.io/users"}
-    assert kube.kubectl("get", "hsrc", "-n", ns, "-o", "name").stdout.split() == [
-        "httpsource.httpsync.io/src"
-    ]
+    assert kube.kubectl("get", "hsrc", "-n", ns, "-o", "name").stdout.split() == ["httpsource.httpsync.io/src"]
     assert kube.kubectl("get", "hem", "-n", ns, "-o", "name").stdout.split() == [
         "httpendpointmapping.httpsync.io/users"
     ]

@@ -229,6 +229,13 @@ def test_invalid_jq_exits_2_naming_file_object_and_field(
             "field: .id |",
             "HttpEndpointMapping comments: selector.pathParameters.ticket_id.field: invalid jq",
         ),
+        (
+            "source.yaml",
+            "    type: bearer\n",
+            "    type: custom\n    custom:\n      request: {url: /login, bodyForm: {p: '${password}'}}\n"
+            "      template: {headers: {Authorization: '\"Bearer \" + .token |'}}\n",
+            "HttpSource demo-api: auth.custom.template.headers.Authorization: invalid jq",
+        ),
     ],
 )
 def test_invalid_manifests_exit_2(

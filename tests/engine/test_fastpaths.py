@@ -221,7 +221,7 @@ def test_data_path_object_error_text_is_unchanged() -> None:
         fast.extract(body, "GET http://api/x")
     assert str(info.value) == (
         "selector.dataPath '.data' found object, not an array, in the response of GET http://api/x; "
-        "top-level keys: data, meta"
+        "top-level keys: data, meta; set selector.singleObject: true to take the object as one item"
     )
     with pytest.raises(DataPathError, match=r"'\.data\.x' failed on .*Cannot index array with string \(\"x\"\)"):
         DataPath.compile(".data.x", "selector.dataPath").extract({"data": [1]}, "GET http://api/x")

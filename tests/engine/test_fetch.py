@@ -47,7 +47,7 @@ async def test_data_path_not_an_array(testapi: TestApi) -> None:
         await fetch(testapi, "/fault/object", dataPath=".data")
     assert str(info.value) == (
         f"selector.dataPath '.data' found object, not an array, in the response of GET {testapi.url}/fault/object; "
-        "top-level keys: data, meta"
+        "top-level keys: data, meta; set selector.singleObject: true to take the object as one item"
     )
 
 

@@ -33,7 +33,7 @@ EXAMPLES = REPO / "examples"
 QUICKSTART = EXAMPLES / "quickstart"
 FOLDERS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
 # Files that must each stand alone (Secret + HttpSource + HttpEndpointMapping) with placeholder credentials.
-STANDALONE = sorted([*(EXAMPLES / "pagination").glob("*.yaml"), *(EXAMPLES / "sinks").glob("*.yaml")])
+STANDALONE = sorted(p for folder in ("pagination", "sinks", "auth") for p in (EXAMPLES / folder).glob("*.yaml"))
 PLACEHOLDER = "REPLACE_ME"
 
 
@@ -260,8 +260,38 @@ class Emulator:
             {"startAt": start, "maxResults": SERVER_PAGE, "total": ITEMS, "isLast": end >= ITEMS, "values": values}
         )
 
+    # Auth0: a client-credentials login (form) and the Management API's users, ?page (from 0) &per_page.
+    async def auth0_token(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        expected = {
+            "grant_type": "client_credentials",
+            "client_id": PLACEHOLDER,
+            "client_secret": PLACEHOLDER,
+            "audience": f"https://{PLACEHOLDER}.eu.auth0.com/api/v2/",
+        }
+        if form != expected:
+            return web.json_response({"error": "access_denied", "got": sorted(form)}, status=401)
+        self.tokens_issued += 1
+        return web.json_response({"access_token": "auth0-mgmt-token", "token_type": "Bearer", "expires_in": 86400})
+
+    async def auth0_users(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        self._auth(request, "Bearer auth0-mgmt-token")
+        page, per_page = int(request.query["page"]), int(request.query["per_page"])
+        users = [
+            {
+                "user_id": f"auth0|{i}", "email": f"u{i}@example.com", "name": None if i == 0 else f"User {i}",
+                "logins_count": i, "last_login": "2025-01-02T03:04:05.000Z", "blocked": i == 4,
+                "identities": [{"connection": "Username-Password-Authentication"}],
+            }
+            for i in range(ITEMS)
+        ][page * per_page : (page + 1) * per_page]  # fmt: skip
+        return web.json_response(users)
+
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_post("/oauth/token", self.auth0_token)
+        app.router.add_get("/api/v2/users", self.auth0_users)
         app.router.add_get("/orgs/kubernetes/repos", self.github)
         app.router.add_get("/organizations/13629408/repos", self.github)
         app.router.add_get("/v1/customers", self.stripe)
@@ -340,6 +370,27 @@ async def test_graph_example_gets_a_token_and_follows_odata_nextlink(emulator: E
     first = emulator.log[0][1]
     assert first["$top"] == "100" and first["$select"].startswith("id,displayName")
     assert [q.get("$skiptoken") for _, q in emulator.log] == [None, "2", "4"]
+
+
+async def test_auth0_example_logs_in_with_the_custom_flow(emulator: Emulator) -> None:
+    manifests = load_manifests([EXAMPLES / "auth" / "auth0-custom-login.yaml"])
+    (source,) = manifests.sources.values()
+    source.spec.base_url = emulator.url
+
+    async def work(client: Any, m: Any) -> PreviewResult:
+        return await preview_mapping(client, m.metadata.name, m.spec, pagination_of(manifests, m), limit=100)
+
+    def failed(m: Any, e: EngineError) -> PreviewResult:
+        return PreviewResult(failed_result(m.metadata.name, m.spec.kind, e))
+
+    secrets = manifests.secrets_for(namespace_of(manifests.mappings[0]))
+    (result,) = await run_source(source.spec, manifests.mappings, secrets, work, failed, concurrency=1)
+    assert result.result.outcome == "Succeeded", (result.result.reason, result.result.message)
+    assert [e["identifier"] for e in result.entities] == [f"auth0|{i}" for i in range(4)]  # user 4 is blocked
+    assert result.entities[0]["title"] == "u0@example.com"
+    assert result.entities[1]["properties"]["connection"] == "Username-Password-Authentication"
+    assert emulator.tokens_issued == 1
+    assert [q["page"] for _, q in emulator.log] == ["0"] and emulator.log[0][1]["per_page"] == "50"
 
 
 async def test_jira_example_walks_offsets_up_to_the_total(emulator: Emulator) -> None:

@@ -114,17 +114,118 @@ class LocalObjectRef(Model):
 # --------------------------------------------------------------------------- auth
 
 
+class HttpMethod(StrEnum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+    HEAD = "HEAD"
+
+
 class AuthType(StrEnum):
     none = "none"
     bearer = "bearer"
     api_key = "apiKey"
     basic = "basic"
     oauth2_client_credentials = "oauth2ClientCredentials"
+    custom = "custom"
 
 
 class ClientAuthMethod(StrEnum):
     form = "form"
     basic = "basic"
+
+
+SECRET_REF_HELP = "Values may use ${key}: the value of that key of auth.secretRef's Secret ($${ for a literal ${)."
+JqMap = Annotated[dict[str, JqExpr], Field(max_length=MAP_MAX)]
+
+
+class CustomAuthRequestSpec(Model):
+    """The login request of ``auth.type: custom``."""
+
+    __rules__ = (
+        Rule(
+            "!(has(self.body) && has(self.bodyForm))",
+            "auth.custom.request: set body (JSON) or bodyForm (form-encoded), not both",
+            lambda r: r.body is None or r.body_form is None,
+        ),
+    )
+
+    url: str = Field(
+        min_length=1,
+        max_length=URL_MAX,
+        description="The login endpoint: an absolute URL, or a path joined to the source's baseUrl.",
+    )
+    method: HttpMethod = Field(default=HttpMethod.POST, description="HTTP method (default POST).")
+    headers: StrMap = Field(default_factory=dict, description=f"Headers of the login request. {SECRET_REF_HELP}")
+    query_params: StrMap = Field(
+        default_factory=dict, description=f"Query parameters of the login request. {SECRET_REF_HELP}"
+    )
+    body: Any = Field(
+        default=None,
+        json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        description=f"JSON object sent as the login request's body. {SECRET_REF_HELP}",
+    )
+    body_form: StrMap | None = Field(
+        default=None, description=f"Fields sent form-encoded as the login request's body. {SECRET_REF_HELP}"
+    )
+
+    @field_validator("body")
+    @classmethod
+    def _body_object(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, dict):
+            raise ValueError("auth.custom.request.body must be a JSON object (use bodyForm for a form)")
+        return v
+
+
+class CustomAuthTemplateSpec(Model):
+    """What every request to the API carries, built with jq from the login response."""
+
+    __rules__ = (
+        Rule(
+            "(has(self.headers) && size(self.headers) > 0) || (has(self.queryParams) && size(self.queryParams) > 0) "
+            "|| (has(self.body) && size(self.body) > 0)",
+            "auth.custom.template needs at least one of headers, queryParams or body",
+            lambda t: bool(t.headers or t.query_params or t.body),
+        ),
+    )
+
+    headers: JqMap = Field(
+        default_factory=dict,
+        description="Header name -> jq over the login response, e.g. Authorization: '\"Bearer \" + .access_token'.",
+    )
+    query_params: JqMap = Field(default_factory=dict, description="Query parameter name -> jq over the login response.")
+    body: JqMap = Field(
+        default_factory=dict,
+        description="Field name -> jq over the login response, merged into the JSON body of requests that have "
+        "one and of every request but GET and HEAD.",
+    )
+
+
+class CustomAuthSpec(Model):
+    """``auth.type: custom``: a login request whose response feeds the real requests."""
+
+    request: CustomAuthRequestSpec
+    template: CustomAuthTemplateSpec
+    reauthenticate_interval: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION_RE.pattern,
+        description="Log in again after this long, like 50m (unset: keep the login until the API answers 401).",
+    )
+    expires_in_path: JqExpr | None = Field(
+        default=None,
+        description="jq path of the login's lifetime in seconds in its response, like .expires_in "
+        "(wins over reauthenticateInterval when it gives a number).",
+    )
+
+    @field_validator("reauthenticate_interval")
+    @classmethod
+    def _interval(cls, v: str | None) -> str | None:
+        if v is not None and parse_duration(v) <= 0:
+            raise ValueError("auth.custom.reauthenticateInterval must be more than 0s")
+        return v
 
 
 class AuthSpec(Model):
@@ -135,13 +236,20 @@ class AuthSpec(Model):
     - ``basic``: username and password from the Secret's ``usernameKey``/``passwordKey``
     - ``oauth2ClientCredentials``: client id/secret from ``clientIdKey``/``clientSecretKey``,
       a token from ``tokenUrl`` cached until it expires
+    - ``custom``: the login request of ``custom.request`` (its values may use ``${key}`` of the
+      Secret), whose response ``custom.template`` turns into headers, query parameters or body fields
     """
 
     __rules__ = (
         Rule(
-            "self.type == 'none' || has(self.secretRef)",
-            "auth.secretRef is required unless auth.type is none",
-            lambda a: a.type == "none" or a.secret_ref is not None,
+            "self.type in ['none', 'custom'] || has(self.secretRef)",
+            "auth.secretRef is required unless auth.type is none or custom",
+            lambda a: a.type in ("none", "custom") or a.secret_ref is not None,
+        ),
+        Rule(
+            "(self.type == 'custom') == has(self.custom)",
+            "auth.custom is required for auth.type custom, and only valid for it",
+            lambda a: (a.type == "custom") == (a.custom is not None),
         ),
         Rule(
             "self.type == 'oauth2ClientCredentials' || "
@@ -174,7 +282,9 @@ class AuthSpec(Model):
         ),
     )
 
-    type: AuthType = Field(default=AuthType.none, description="none, bearer, apiKey, basic or oauth2ClientCredentials.")
+    type: AuthType = Field(
+        default=AuthType.none, description="none, bearer, apiKey, basic, oauth2ClientCredentials or custom."
+    )
     secret_ref: SecretKeyRef | None = Field(default=None, description="The Secret holding the credentials.")
     header: str | None = Field(default=None, max_length=256, description="apiKey: header name (default X-API-Key).")
     query_param: str | None = Field(
@@ -208,6 +318,7 @@ class AuthSpec(Model):
         max_length=NAME_MAX,
         description="oauth2ClientCredentials: Secret key of the client secret (default clientSecret).",
     )
+    custom: CustomAuthSpec | None = Field(default=None, description="custom: the login request and its use.")
 
 
 # --------------------------------------------------------------------------- pagination
@@ -524,15 +635,6 @@ class HttpSourceSpec(Model):
 # --------------------------------------------------------------------------- endpoint mapping
 
 
-class HttpMethod(StrEnum):
-    GET = "GET"
-    POST = "POST"
-    PUT = "PUT"
-    PATCH = "PATCH"
-    DELETE = "DELETE"
-    HEAD = "HEAD"
-
-
 class PathParameterSpec(Model):
     """Where the values of one ``{param}`` placeholder of ``kind`` come from."""
 
@@ -563,16 +665,79 @@ class SelectorSpec(Model):
         description="JSON body sent with every page request.",
     )
     path_parameters: Annotated[dict[str, PathParameterSpec], Field(max_length=8)] = Field(default_factory=dict)
+    single_object: bool = Field(
+        default=False,
+        description="A dataPath that gives one object (not an array) makes that object the only item, "
+        "instead of an error.",
+    )
+
+
+SEARCH_QUERY_HELP = (
+    "A jq expression, or a Port search query {combinator, rules: [{property, operator, value}, or nested queries]} "
+    "whose every string is jq (e.g. combinator: '\"and\"', value: .owner); the evaluated query goes to the sink as is."
+)
+SEARCH_QUERY_MAX_DEPTH = 4
+SEARCH_QUERY_MAX_RULES = 32
+
+
+def check_search_query(value: Any, where: str, depth: int = 0) -> None:
+    """A jq expression (string), or a ``{combinator, rules}`` search query whose strings are jq; else ValueError."""
+    if isinstance(value, str):
+        if not value or len(value) > JQ_MAX:
+            raise ValueError(f"{where}: a jq expression of 1 to {JQ_MAX} characters is needed")
+        return
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: a jq expression (string) or a search query {{combinator, rules}} is needed")
+    if depth >= SEARCH_QUERY_MAX_DEPTH:
+        raise ValueError(f"{where}: search queries nest {SEARCH_QUERY_MAX_DEPTH} deep at most")
+    if set(value) != {"combinator", "rules"}:
+        raise ValueError(f"{where}: a search query has exactly the keys combinator and rules, not {sorted(value)}")
+    check_search_query(value["combinator"], f"{where}.combinator", depth)
+    if not isinstance(value["combinator"], str):
+        raise ValueError(f"{where}.combinator: a jq expression is needed, like '\"and\"'")
+    rules = value["rules"]
+    if not isinstance(rules, list) or not rules or len(rules) > SEARCH_QUERY_MAX_RULES:
+        raise ValueError(f"{where}.rules: a list of 1 to {SEARCH_QUERY_MAX_RULES} rules is needed")
+    for i, rule in enumerate(rules):
+        at = f"{where}.rules[{i}]"
+        if isinstance(rule, dict) and "combinator" in rule:
+            check_search_query(rule, at, depth + 1)
+        elif isinstance(rule, dict) and set(rule) == {"property", "operator", "value"}:
+            for key in ("property", "operator", "value"):
+                if not isinstance(rule[key], str):
+                    raise ValueError(f"{at}.{key}: a jq expression (string) is needed")
+                check_search_query(rule[key], f"{at}.{key}", depth)
+        else:
+            raise ValueError(f"{at}: a rule {{property, operator, value}} or a nested {{combinator, rules}} is needed")
+
+
+_ANY_JSON = {"x-kubernetes-preserve-unknown-fields": True}
 
 
 class EntityMappingSpec(Model):
     identifier: JqExpr
     blueprint: JqExpr
     title: JqExpr | None = None
-    team: JqExpr | None = None
+    team: Any = Field(default=None, json_schema_extra=_ANY_JSON, description=SEARCH_QUERY_HELP)
     icon: JqExpr | None = None
     properties: Annotated[dict[str, JqExpr], Field(max_length=256)] = Field(default_factory=dict)
-    relations: Annotated[dict[str, JqExpr], Field(max_length=256)] = Field(default_factory=dict)
+    relations: Annotated[dict[str, Annotated[Any, Field(json_schema_extra=_ANY_JSON)]], Field(max_length=256)] = Field(
+        default_factory=dict, description=f"Relation name -> value. {SEARCH_QUERY_HELP}"
+    )
+
+    @field_validator("team")
+    @classmethod
+    def _team(cls, v: Any) -> Any:
+        if v is not None:
+            check_search_query(v, "mappings.team")
+        return v
+
+    @field_validator("relations")
+    @classmethod
+    def _relations(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name, value in v.items():
+            check_search_query(value, f"mappings.relations.{name}")
+        return v
 
 
 class DeletionPolicy(StrEnum):
@@ -599,6 +764,14 @@ class HttpEndpointMappingSpec(Model):
             "kind has {placeholders}: give each one in selector.pathParameters",
             lambda m: "{" not in m.kind or "path_parameters" in m.selector.model_fields_set,
         ),
+        Rule(
+            "has(self.itemsToParse) || !(has(self.itemsToParseName) || self.itemsToParseTopLevelTransform)",
+            "itemsToParseName and itemsToParseTopLevelTransform need itemsToParse",
+            lambda m: (
+                m.items_to_parse is not None
+                or (m.items_to_parse_name is None and not m.items_to_parse_top_level_transform)
+            ),
+        ),
     )
 
     source_ref: LocalObjectRef
@@ -611,7 +784,20 @@ class HttpEndpointMappingSpec(Model):
     mappings: EntityMappingSpec
     items_to_parse: JqExpr | None = Field(
         default=None,
-        description="jq array per item; each element becomes an entity, exposed as .item next to the parent's fields.",
+        description="jq array per item; each element becomes an entity, exposed as .item (itemsToParseName) "
+        "next to the parent's fields.",
+    )
+    items_to_parse_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The key under which each itemsToParse element is exposed (default item).",
+    )
+    items_to_parse_top_level_transform: bool = Field(
+        default=False,
+        description="Remove the itemsToParse array (the path it starts with) from the parent before each element "
+        "is merged into it, as Port's Ocean integrations do by default.",
     )
     pagination: PaginationSpec | None = Field(
         default=None, description="Replaces the source's pagination for this endpoint."

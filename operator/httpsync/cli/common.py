@@ -93,26 +93,30 @@ def owner_of(mapping: HttpEndpointMapping) -> str:
 
 
 def check_mappings(manifests: Manifests, mappings: Sequence[HttpEndpointMapping]) -> dict[int, Any]:
-    """Compile every mapping's jq (mappings and fetch side) now, and check the URLs of their sources
-    (a baseUrl that cannot be parsed, a port out of range): exit 2 naming file, object and field.
+    """Compile every mapping's jq (mappings and fetch side) and its source's auth.custom jq now, and check
+    the URLs of their sources (a baseUrl that cannot be parsed, a port out of range): exit 2 naming file,
+    object and field.
     Returns the compiled mappers by ``id(mapping)``."""
+    from httpsync.engine.auth import check_auth
     from httpsync.engine.fetch import FetchPlan
     from httpsync.engine.mapping import Mapper
     from httpsync.engine.url import join_url
 
     mappers: dict[int, Any] = {}
     problems: list[str] = []
-    seen: set[int] = set()
+    sources: set[int] = set()
     for m in mappings:
         source = manifests.source_of(m)
-        if id(source) in seen:
-            continue
-        seen.add(id(source))
-        try:
-            join_url(source.spec.base_url, "/")
-        except EngineError as e:
-            problems.append(f"{manifests.where(source)}: spec.{e.message}")
-    for m in mappings:
+        if id(source) not in sources:
+            sources.add(id(source))
+            try:
+                join_url(source.spec.base_url, "/")
+            except EngineError as e:
+                problems.append(f"{manifests.where(source)}: spec.{e.message}")
+            try:
+                check_auth(source.spec.auth)
+            except EngineError as e:
+                problems.append(f"{manifests.where(source)}: {e.message}")
         try:
             FetchPlan.compile(m.spec, pagination_of(manifests, m))
             mappers[id(m)] = Mapper.from_spec(m.spec)

@@ -89,6 +89,7 @@ class SourceClient:
         self.base_url = spec.base_url
         self.auth = auth
         self.requests = 0
+        self.parent_cache: Any = None  # the runner's ParentCache for this sync, if any (see engine.fetch)
         self._check_url = check_url
         self._limiter = RequestLimiter(spec.max_concurrent_requests, spec.requests_per_second)
         retry = spec.retry
@@ -106,6 +107,8 @@ class SourceClient:
             on_wait=on_wait,
         )
         self._sensitive = [spec.auth.query_param] if spec.auth.query_param else []
+        if spec.auth.custom is not None:
+            self._sensitive += list(spec.auth.custom.template.query_params)
         self._origins = {origin(spec.base_url)}
         if isinstance(auth, TokenAuth):
             self._origins.add(origin(auth.token_url))

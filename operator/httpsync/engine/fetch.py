@@ -23,6 +23,11 @@ the pages in order, asks for exactly its request; anything else (beyond the last
 short page) is cancelled or discarded unseen, so pages, counts and errors are those of fetching
 one page after another (``FetchCounters.requests`` does count the discarded requests).
 
+A path parameter endpoint that several mappings of one source use (same method, endpoint, query
+parameters, headers, dataPath and pagination) is fetched once per sync of the source: the client's
+:class:`ParentCache`, made by the runner, fetches it in a task of its own and every such mapping reads
+its pages as they arrive; a failure of that fetch fails each of them, as if each had fetched it.
+
 Any failure, in a parent or in any child, fails the whole iteration: a partial fetch never looks
 like a complete one. Requests still outstanding are cancelled when the iteration fails or the
 consumer stops early.
@@ -33,9 +38,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections import deque
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -95,13 +100,14 @@ class DataPath:
     expr: str | None
     program: Any
     steps: tuple[str | int, ...] | None = None  # a plain path, walked in Python (jqfast)
+    single_object: bool = False  # an object found is the one item (selector.singleObject)
 
     @classmethod
-    def compile(cls, expr: str | None, field: str) -> DataPath:
+    def compile(cls, expr: str | None, field: str, *, single_object: bool = False) -> DataPath:
         if expr is None or expr.strip() in ("", "."):
-            return cls(field, None, None)
+            return cls(field, None, None, single_object=single_object)
         normalized = normalize_path(expr)
-        return cls(field, expr, compile_jq(normalized, field), jqfast.plain_path(normalized))
+        return cls(field, expr, compile_jq(normalized, field), jqfast.plain_path(normalized), single_object)
 
     def extract(self, body: Any, where: str) -> list[Any]:
         """The items of ``body``; ``where`` (``GET <url>``) names the response in errors.
@@ -116,8 +122,20 @@ class DataPath:
                 value = self._jq(body, where)
         if isinstance(value, list):
             return value
+        if self.single_object and isinstance(value, dict):
+            return [value]
         shown = repr(self.expr) if self.expr else "'.' (the default)"
-        hint = "" if self.expr else "; set it to the array's path, or '[.]' to take the response as one item"
+        if self.single_object:
+            hint = "; selector.singleObject takes an object or an array"
+        elif isinstance(value, dict) and self.field == "selector.dataPath":
+            hint = (
+                "; set it to the array's path, or '[.]' (or selector.singleObject: true) to take the response as "
+                "one item"
+                if not self.expr
+                else "; set selector.singleObject: true to take the object as one item"
+            )
+        else:
+            hint = "" if self.expr else "; set it to the array's path, or '[.]' to take the response as one item"
         raise DataPathError(
             f"{self.field} {shown} found {json_type(value)}, not an array, in the response of {where}"
             f"{_keys_hint(body)}{hint}"
@@ -227,7 +245,7 @@ class FetchPlan:
             params=dict(selector.query_params),
             headers=dict(selector.headers),
             body=selector.body,
-            data_path=DataPath.compile(selector.data_path, "selector.dataPath"),
+            data_path=DataPath.compile(selector.data_path, "selector.dataPath", single_object=selector.single_object),
         )
         order = _dependency_order(mapping)
         parameters = []
@@ -279,6 +297,155 @@ def _dependency_order(mapping: HttpEndpointMappingSpec) -> list[str]:
     for name in placeholder_names(mapping.kind):
         visit(name, f"kind {mapping.kind!r}")
     return order
+
+
+# --------------------------------------------------------------------------- the per-sync parent cache
+
+
+def _request_key(request: EndpointRequest, pagination: PaginationSpec, template: str | None = None) -> str:
+    """What makes two path parameter endpoints fetch the same pages (``template``: the endpoint with
+    its placeholders filled)."""
+    return json.dumps(
+        [
+            request.method,
+            request.template if template is None else template,
+            sorted(request.params.items()),
+            sorted((k.lower(), v) for k, v in request.headers.items()),
+            request.data_path.expr,
+            pagination.to_wire(),
+        ]
+    )
+
+
+class _CacheEntry:
+    """One shared parent endpoint: its pages so far, fetched by a task of its own."""
+
+    __slots__ = ("error", "grew", "pages", "readers", "state", "task")
+
+    def __init__(self, readers: int) -> None:
+        self.readers = readers  # mappings yet to finish reading it
+        self.pages: list[list[Any]] = []
+        self.state = "fetching"  # then "done" or "failed"
+        self.error: Exception | None = None  # why it failed
+        self.grew = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def changed(self) -> None:
+        self.grew.set()
+        self.grew = asyncio.Event()
+
+
+@dataclass
+class ParentCache:
+    """Path parameter endpoints shared by several mappings of one source, fetched once per sync.
+
+    Made by the runner for one sync of a source (:meth:`for_mappings`), put on its client as
+    ``parent_cache`` and closed (:meth:`aclose`) before the client. Only endpoints two or more
+    mappings use are kept, each until every one of those mappings has read it. The first mapping to
+    need one starts a task fetching all its pages; every mapping, the first included, reads the pages
+    as they arrive. The task depends on no mapping's pace, so no mapping ever waits for another one
+    (two mappings waiting for each other's parents would otherwise be possible). ``fetches`` and
+    ``hits`` count the fetches made and saved."""
+
+    shared: Counter[str]  # request key (placeholders unfilled) -> mappings using it
+    entries: dict[str, _CacheEntry] = field(default_factory=dict)
+    fetches: int = 0
+    hits: int = 0
+
+    @classmethod
+    def for_mappings(
+        cls, mappings: Iterable[HttpEndpointMappingSpec], default_pagination: PaginationSpec
+    ) -> ParentCache | None:
+        """The cache of one sync of these mappings; None when no parent endpoint is shared. A
+        mapping that does not compile is left out (its sync reports why)."""
+        counts: Counter[str] = Counter()
+        for spec in mappings:
+            pagination = spec.pagination or default_pagination
+            try:
+                plan = FetchPlan.compile(spec, pagination)
+            except Exception:
+                continue
+            counts.update({_request_key(p.request, pagination) for p in plan.parameters})
+        shared = Counter({k: n for k, n in counts.items() if n >= 2})
+        return cls(shared) if shared else None
+
+    def release(self, key: str, entry: _CacheEntry) -> None:
+        """One mapping is done with ``entry``: once every one is, forget it (and stop its fetch)."""
+        entry.readers -= 1
+        if entry.readers <= 0:
+            if self.entries.get(key) is entry:
+                del self.entries[key]
+            if entry.task is not None:
+                entry.task.cancel()
+
+    async def aclose(self) -> None:
+        """Stop the fetches still running (their mappings failed or stopped early)."""
+        tasks = [e.task for e in self.entries.values() if e.task is not None]
+        self.entries.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _fill(cache: ParentCache, key: str, entry: _CacheEntry, pages: AsyncIterator[list[Any]]) -> None:
+    """Fetch every page of a shared parent into ``entry``."""
+    try:
+        async with contextlib.aclosing(pages):
+            async for items in pages:
+                entry.pages.append(items)
+                entry.changed()
+        entry.state = "done"
+    except Exception as e:
+        entry.state, entry.error = "failed", e  # every mapping reading it fails with it
+    finally:
+        entry.changed()
+
+
+async def _parent_pages(
+    client: SourceClient,
+    plan: FetchPlan,
+    request: EndpointRequest,
+    binding: dict[str, Any],
+    counters: FetchCounters,
+    budget: _Budget,
+) -> AsyncIterator[list[Any]]:
+    """The item lists of a path parameter endpoint's pages: read from the client's parent cache when
+    other mappings of this sync use it too, else fetched. A shared fetch that fails raises its error
+    in every mapping reading it, as if each had fetched it."""
+
+    def own(budget: _Budget = budget) -> AsyncIterator[list[Any]]:
+        return _endpoint_pages(client, plan, request, binding, counters, budget, main=False)
+
+    cache: ParentCache | None = getattr(client, "parent_cache", None)
+    base = _request_key(request, plan.pagination.spec) if cache is not None else ""
+    if cache is None or base not in cache.shared:
+        async with contextlib.aclosing(own()) as pages:
+            async for items in pages:
+                yield items
+        return
+    key = _request_key(request, plan.pagination.spec, fill_placeholders(request.template, binding))
+    entry = cache.entries.get(key)
+    if entry is None:
+        entry = cache.entries[key] = _CacheEntry(cache.shared[base])
+        ahead = _Budget(pages_ahead(client.spec.max_concurrent_requests, plan.pagination.spec.page_size) - 1)
+        entry.task = asyncio.create_task(_fill(cache, key, entry, own(ahead)), name="httpsync-shared-parent")
+        cache.fetches += 1
+    else:
+        cache.hits += 1
+    try:
+        i = 0
+        while True:
+            if i < len(entry.pages):
+                i += 1
+                yield entry.pages[i - 1]
+            elif entry.state == "done":
+                return
+            elif entry.error is not None:
+                raise entry.error
+            else:
+                await entry.grew.wait()
+    finally:
+        cache.release(key, entry)
 
 
 # --------------------------------------------------------------------------- fetching
@@ -450,7 +617,7 @@ class _Combinations:
     async def _values(self, parameter: PathParameter, binding: dict[str, Any]) -> AsyncIterator[Any]:
         seen: set[str] = set()
         request = parameter.request
-        pages = _endpoint_pages(self.client, self.plan, request, binding, self.counters, self.budget, main=False)
+        pages = _parent_pages(self.client, self.plan, request, binding, self.counters, self.budget)
         async with contextlib.aclosing(pages):
             async for items in pages:
                 where = f"{request.method} {self.client.display(self.client.url_for(request.template))}"

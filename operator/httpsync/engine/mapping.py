@@ -9,7 +9,9 @@ Semantics (those of Port's generic HTTP integration, made explicit):
   ``tostring`` (``42`` -> ``"42"``, ``1.5`` -> ``"1.5"``; big integer ids keep every digit); null,
   ``""``, booleans, arrays and objects are mapping errors and the item is skipped.
 - ``itemsToParse`` must give an array per item; each element becomes its own unit, the parent's fields
-  plus ``.item`` (the element), and the query and mappings then apply to that unit.
+  plus ``.item`` (the element; ``itemsToParseName`` names the key), and the query and mappings then
+  apply to that unit. With ``itemsToParseTopLevelTransform`` the parent loses the path
+  ``itemsToParse`` starts with (``.items`` of ``.items | map(...)``) before the element is added.
 - An error while mapping one item (``.a.b`` on a string, a failing ``tonumber`` ...) skips that
   item and is reported as "<field>: <jq's message>"; the rest of the page is mapped.
 
@@ -22,6 +24,7 @@ path evaluated them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -33,11 +36,15 @@ from httpsync.engine import jqfast, jqscope, jsoncodec
 from httpsync.engine.jqfast import Fallback, SimpleExpr
 from httpsync.engine.jqutil import compile_jq, first_exact, jq_error_line, json_type
 from httpsync.engine.types import Entity
-from httpsync.errors import InvalidJqError
+from httpsync.errors import ConfigError, InvalidJqError
 
 QUERY_FIELD = "selector.query"
 ITEMS_FIELD = "itemsToParse"
 ITEM_KEY = "item"
+TRANSFORM_FIELD = "itemsToParseTopLevelTransform"
+# The path an itemsToParse expression starts with (what the top-level transform deletes).
+_PATH_STEP = r'(?:\.[A-Za-z_][A-Za-z0-9_]*|\.?\[[^\]]+\]|\."(?:[^"\\]|\\.)*")'
+_LEADING_PATH = re.compile(rf'^\s*(\.(?:[A-Za-z_][A-Za-z0-9_]*|\[[^\]]+\]|"(?:[^"\\]|\\.)*")(?:{_PATH_STEP})*)')
 # jq builtins that can generate without end; fields using them keep jq's first() short-circuit.
 _GENERATORS = ("repeat", "recurse", "while", "until", "range", "limit", "input", "def ")
 
@@ -86,6 +93,25 @@ def check_key(value: Any, label: str) -> str:
     raise MappingError(f"{label} returned {describe(value)}, not a string or number")
 
 
+def search_query_jq(value: Any) -> str:
+    """The jq of a mapping value: a jq expression as is; a search query ``{combinator, rules}`` (every
+    string in it jq) as one jq object construction giving the evaluated query, each string's first
+    output (or null) in its place."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_leaf(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_leaf(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _leaf(value: Any) -> str:
+    if isinstance(value, str):
+        return f"([first(({value}\n))][0])"
+    return search_query_jq(value)
+
+
 def _fields_of(m: EntityMappingSpec) -> list[_Field]:
     out = [
         _Field("mappings.identifier", m.identifier, "identifier", None, True),
@@ -94,9 +120,11 @@ def _fields_of(m: EntityMappingSpec) -> list[_Field]:
     for name in ("title", "team", "icon"):
         expr = getattr(m, name)
         if expr is not None:
-            out.append(_Field(f"mappings.{name}", expr, name, None, False))
+            out.append(_Field(f"mappings.{name}", search_query_jq(expr), name, None, False))
     out += [_Field(f"mappings.properties.{k}", v, "properties", k, False) for k, v in m.properties.items()]
-    out += [_Field(f"mappings.relations.{k}", v, "relations", k, False) for k, v in m.relations.items()]
+    out += [
+        _Field(f"mappings.relations.{k}", search_query_jq(v), "relations", k, False) for k, v in m.relations.items()
+    ]
     return out
 
 
@@ -138,12 +166,45 @@ def _units_program(body: str) -> str:
     return f'[.[] | [try ({body}) catch {{"e": .}}]]'
 
 
-def _items_program(items_expr: str, body: str) -> str:
+def _items_program(items_expr: str, body: str, key: str = ITEM_KEY, delete: str | None = None) -> str:
+    parent = "." if delete is None else f"del({delete})"
     return (
         f'[.[] | [try ({_wrap(items_expr, True)} as $a | if ($a | type) == "array" then '
-        f'(. as $p | {{"x": [$a[] | [try (($p + {{"{ITEM_KEY}": .}}) | {body}) catch {{"e": .}}]]}}) '
+        f'({parent} as $p | {{"x": [$a[] | [try (($p + {{{json.dumps(key)}: .}}) | {body}) catch {{"e": .}}]]}}) '
         f'else {{"t": ($a | type)}} end) catch {{"e": .}}]]'
     )
+
+
+def leading_path(items_expr: str) -> str:
+    """The path ``itemsToParse`` starts with (``.data.items`` of ``.data.items | map(.x)``): what the
+    top-level transform removes from the parent. ConfigError when there is none."""
+    m = _LEADING_PATH.match(items_expr)
+    if m is None:
+        raise ConfigError(
+            f"{TRANSFORM_FIELD}: itemsToParse {items_expr!r} does not start with a path (like .items) to remove "
+            "from the parent; start it with one or set itemsToParseTopLevelTransform: false"
+        )
+    return m.group(1)
+
+
+def _without(item: dict[str, Any], steps: tuple[str | int, ...]) -> dict[str, Any]:
+    """``item`` without the value at the (string) ``steps``, copied along the path (jq's ``del``)."""
+    head, rest = steps[0], steps[1:]
+    if type(head) is not str:
+        raise Fallback
+    if head not in item:
+        return item
+    out = dict(item)
+    if not rest:
+        del out[head]
+        return out
+    child = item[head]
+    if child is None:
+        return item
+    if type(child) is not dict:
+        raise Fallback  # jq decides (an error, or an array index)
+    out[head] = _without(child, rest)
+    return out
 
 
 # --------------------------------------------------------------------------- generated Python
@@ -260,8 +321,14 @@ class Mapper:
         mappings: EntityMappingSpec,
         items_to_parse: str | None = None,
         *,
+        items_to_parse_name: str | None = None,
+        top_level_transform: bool = False,
         fast: bool = True,
     ) -> None:
+        self._item_key = items_to_parse_name or ITEM_KEY
+        self._delete = leading_path(items_to_parse) if items_to_parse and top_level_transform else None
+        delete_simple = jqfast.parse_simple(self._delete) if self._delete and fast else None
+        self._delete_steps = delete_simple.steps if delete_simple is not None and delete_simple.steps else None
         self._fields = _fields_of(mappings)
         self._query_prog = compile_jq(query, QUERY_FIELD)
         self._field_progs = [compile_jq(f.expr, f.label) for f in self._fields]
@@ -276,17 +343,24 @@ class Mapper:
         items_simple = jqfast.parse_simple(items_to_parse) if fast and items_to_parse else None
         if items_simple is not None and (items_simple.is_const or items_simple.tostring):
             items_simple = None  # not an array path: let jq report it
+        if self._delete is not None and self._delete_steps is None:
+            items_simple = None  # a path Python cannot delete: jq does
+        key, delete = self._item_key, self._delete
 
         exact_body = _body(self._fields, query_jq, exact=True)
         self._exact_units = self._compile(_units_program(exact_body))
-        self._exact_items = self._compile(_items_program(items_to_parse, exact_body)) if items_to_parse else None
+        self._exact_items = (
+            self._compile(_items_program(items_to_parse, exact_body, key, delete)) if items_to_parse else None
+        )
         # itemsToParse that needs jq: the whole mapping runs in jq (the elements are jq values).
         self._jq_items = items_to_parse is not None and items_simple is None
         if self._jq_items:
             assert items_to_parse is not None
-            self._plain_items = self._compile(_items_program(items_to_parse, _body(self._fields, query_jq, False)))
+            self._plain_items = self._compile(
+                _items_program(items_to_parse, _body(self._fields, query_jq, False), key, delete)
+            )
             self._items_projection = _projection(
-                [items_to_parse], [f.expr for f in self._fields] + ([query_jq] if query_jq else []), ITEM_KEY
+                [items_to_parse], [f.expr for f in self._fields] + ([query_jq] if query_jq else []), key
             )
         self._items_steps = items_simple.steps if items_simple is not None else None
 
@@ -303,7 +377,14 @@ class Mapper:
 
     @classmethod
     def from_spec(cls, spec: HttpEndpointMappingSpec, *, fast: bool = True) -> Mapper:
-        return cls(spec.selector.query, spec.mappings, spec.items_to_parse, fast=fast)
+        return cls(
+            spec.selector.query,
+            spec.mappings,
+            spec.items_to_parse,
+            items_to_parse_name=spec.items_to_parse_name,
+            top_level_transform=spec.items_to_parse_top_level_transform,
+            fast=fast,
+        )
 
     def _compile(self, text: str) -> Any:
         try:
@@ -417,18 +498,20 @@ class Mapper:
         units: list[Any] = []
         outcomes: list[Any] = []
         todo: list[int] = []
+        key, delete = self._item_key, self._delete_steps
         for item in items:
             try:
                 elements = jqfast.walk(item, self._items_steps)
                 if type(item) is not dict or type(elements) is not list:
                     raise Fallback
+                parent = item if delete is None else _without(item, delete)
             except Fallback:
                 units.append(None)
                 outcomes.append(self._map_items_jq(self._exact_items, [item], exact=True))
                 continue
             for element in elements:
-                unit = dict(item)
-                unit[ITEM_KEY] = element
+                unit = dict(parent)
+                unit[key] = element
                 todo.append(len(units))
                 units.append(unit)
                 outcomes.append(None)
@@ -482,7 +565,8 @@ class Mapper:
     def _element(self, item: Any, k: int) -> Any:
         try:
             elements = self._items_prog.input_value(item).first()  # type: ignore[union-attr]
-            return {**item, ITEM_KEY: elements[k]}
+            parent = item if self._delete is None else jq.compile(f"del({self._delete})").input_value(item).first()
+            return {**parent, self._item_key: elements[k]}
         except Exception:  # only used to name the failing field
             return item
 

@@ -4,8 +4,9 @@ and the operator's reconcile of a source share.
 :func:`run_source` builds the source's :class:`SourceClient` (reading its Secrets; the destination
 policy, if given, is asked about the baseUrl before anything else), runs one piece of work per
 mapping, concurrently under a limit, and turns a failure of the source itself (a missing Secret, a
-denied destination) into a failed result for every mapping. :func:`sync_source` is that with
-:func:`~httpsync.engine.sync.sync_mapping` as the work.
+denied destination) into a failed result for every mapping. Path parameter endpoints that several
+of the mappings use are fetched once per run (:class:`~httpsync.engine.fetch.ParentCache`).
+:func:`sync_source` is that with :func:`~httpsync.engine.sync.sync_mapping` as the work.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TypeVar
 
 from httpsync.api.models import MAX_ERROR_SAMPLES, EndpointResult, HttpEndpointMappingSpec, HttpSourceSpec
 from httpsync.engine.client import SourceClient
+from httpsync.engine.fetch import ParentCache
 from httpsync.engine.mapping import Mapper
 from httpsync.engine.ports import Sink, StateStore
 from httpsync.engine.sync import failed_result, sync_mapping
@@ -61,8 +63,9 @@ async def run_source(
     semaphore shared with other sources. ``check_url`` (the destination policy), ``on_response``
     (metrics) and ``on_wait`` (a wait the API asked for) go to :meth:`SourceClient.create`.
     Nothing raises: a source that cannot be reached gives ``failed(mapping, error)`` for each
-    mapping, and so does a mapping whose work raised.
-    No mapping, no client.
+    mapping, and so does a mapping whose work raised. No mapping, no client. Mappings with a
+    ``spec`` (an :class:`HttpEndpointMappingSpec`) share the pages of the path parameter endpoints
+    they have in common, fetched once for this run.
     """
     if not mappings:
         return []
@@ -78,6 +81,8 @@ async def run_source(
     except Exception as e:
         error = EngineError(redact(f"cannot create the HTTP client: {type(e).__name__}: {e}"))
         return [failed(m, error) for m in mappings]
+    specs = [s for s in (getattr(m, "spec", None) for m in mappings) if isinstance(s, HttpEndpointMappingSpec)]
+    client.parent_cache = ParentCache.for_mappings(specs, source.pagination)
 
     async def one(mapping: M) -> R:
         async with limit:
@@ -90,7 +95,11 @@ async def run_source(
                 return failed(mapping, EngineError(redact(f"unexpected error: {type(e).__name__}: {e}")))
 
     async with client:
-        return list(await asyncio.gather(*(one(m) for m in mappings)))
+        try:
+            return list(await asyncio.gather(*(one(m) for m in mappings)))
+        finally:
+            if client.parent_cache is not None:
+                await client.parent_cache.aclose()
 
 
 def _failed(mapping: SourceMapping, error: EngineError) -> EndpointResult:

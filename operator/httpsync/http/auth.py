@@ -3,7 +3,9 @@
 :class:`TokenAuth` is the base of the OAuth2 client credentials grant of the sources
 (:class:`httpsync.engine.auth.OAuth2ClientCredentials`) and of Port's access tokens
 (:class:`httpsync.sinks.port.PortTokenAuth`). A subclass says how to ask for a token
-(:meth:`TokenAuth.build_token_request`) and names the fields of the answer; the base
+(:meth:`TokenAuth.build_token_request`) and names the fields of the answer, or reads the answer
+itself (:meth:`TokenAuth.parse_answer`) and puts its credential on requests its own way
+(:meth:`TokenAuth.apply`; the engine's custom login flows do); the base
 
 - caches the token until shortly before it expires (its lifetime minus 10%, at most
   ``MARGIN_SECONDS``), so it is renewed before the API refuses it;
@@ -64,7 +66,7 @@ class TokenAuth(httpx.Auth):
         self.token_url = token_url
         self.endpoint = endpoint
         self._lock = asyncio.Lock()
-        self._authorization: str | None = None
+        self._credential: Any = None  # what requests carry (the Authorization value by default)
         self._expires_at: float | None = None
         self.generation = 0  # grows with each new token
         self.token_requests = 0
@@ -84,14 +86,14 @@ class TokenAuth(httpx.Auth):
     # -- the token cache
 
     def _current(self) -> str | None:
-        if self._authorization is None:
+        if self._credential is None:
             return None
         if self._expires_at is not None and time.monotonic() >= self._expires_at:
             return None
-        return self._authorization
+        return self._credential
 
     def invalidate(self) -> None:
-        self._authorization = None
+        self._credential = None
 
     def _token_request(self) -> httpx.Request:
         self.token_requests += 1
@@ -114,16 +116,30 @@ class TokenAuth(httpx.Auth):
             raise self._error(
                 f"{self.endpoint} did not return JSON (content-type {ctype}): {body_start(response)}", retryable=False
             ) from None
+        credential, expires_in = self.parse_answer(data)
+        self._credential = credential
+        lifetime = self._lifetime(expires_in)
+        self._expires_at = None if lifetime is None else time.monotonic() + lifetime
+        self.generation += 1
+
+    def parse_answer(self, data: Any) -> tuple[Any, Any]:
+        """The credential of a token endpoint's JSON answer and its lifetime in seconds (anything
+        :meth:`_lifetime` reads; None: none given), or :class:`TokenEndpointError`. By default the
+        credential is the ``Authorization`` value built from ``TOKEN_FIELD`` (and ``TYPE_FIELD``)."""
         token = data.get(self.TOKEN_FIELD) if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             keys = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
             raise self._error(f"{self.endpoint} returned no {self.TOKEN_FIELD} (got: {keys})", retryable=False)
         register_secret(token)
         scheme = data.get(self.TYPE_FIELD) if self.TYPE_FIELD else None
-        self._authorization = f"{scheme if isinstance(scheme, str) and scheme else 'Bearer'} {token}"
-        lifetime = self._lifetime(data.get(self.EXPIRES_FIELD))
-        self._expires_at = None if lifetime is None else time.monotonic() + lifetime
-        self.generation += 1
+        authorization = f"{scheme if isinstance(scheme, str) and scheme else 'Bearer'} {token}"
+        return authorization, data.get(self.EXPIRES_FIELD)
+
+    def apply(self, request: httpx.Request, credential: Any) -> httpx.Request:
+        """``request`` carrying ``credential`` (by default: its ``Authorization`` header). May return
+        a new request (one with another body)."""
+        request.headers["Authorization"] = credential
+        return request
 
     def _lifetime(self, expires_in: Any) -> float | None:
         """Seconds to use a token: its lifetime minus the margin; None: until refused."""
@@ -137,16 +153,17 @@ class TokenAuth(httpx.Auth):
                 return None
         return lifetime - min(self.MARGIN_SECONDS, lifetime * self.MARGIN_RATIO)
 
-    async def authorization(self, send: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> str:
-        """The ``Authorization`` value, a token fetched first through ``send`` if none is current
-        (outside a request's flow, e.g. to check the credentials early)."""
+    async def authorization(self, send: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> Any:
+        """The current credential (by default the ``Authorization`` value), a token fetched first
+        through ``send`` if none is current (outside a request's flow, e.g. to check the credentials
+        early)."""
         current = self._current()
         if current is None:
             async with self._lock:
                 current = self._current()
                 if current is None:
                     await self._accept(await send(self._token_request()))
-                    current = self._authorization
+                    current = self._credential
         assert current is not None
         return current
 
@@ -156,25 +173,23 @@ class TokenAuth(httpx.Auth):
         raise RuntimeError(f"{type(self).__name__} works with httpx.AsyncClient only")
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        authorization = self._current()
-        if authorization is None:
+        credential = self._current()
+        if credential is None:
             async with self._lock:
-                authorization = self._current()
-                if authorization is None:
+                credential = self._current()
+                if credential is None:
                     token_response = yield self._token_request()
                     await self._accept(token_response)
-                    authorization = self._authorization
+                    credential = self._credential
         generation = self.generation
-        assert authorization is not None
-        request.headers["Authorization"] = authorization
-        response = yield request
+        assert credential is not None
+        response = yield self.apply(request, credential)
         if response.status_code != 401:
             return
         async with self._lock:
             if self.generation == generation:  # nobody renewed the token since this request was sent
                 token_response = yield self._token_request()
                 await self._accept(token_response)
-            authorization = self._authorization
-        assert authorization is not None
-        request.headers["Authorization"] = authorization
-        yield request
+            credential = self._credential
+        assert credential is not None
+        yield self.apply(request, credential)
