@@ -293,9 +293,7 @@ def test_refusals_are_listed_line_by_line_and_nothing_is_written(tmp_path: Path)
     assert not out.exists()
 
 
-def test_a_login_flow_other_than_client_credentials_is_reported(tmp_path: Path) -> None:
-    from httpsync.api.models import AuthSpec
-
+def test_a_login_flow_other_than_client_credentials_becomes_custom_auth(tmp_path: Path) -> None:
     (tmp_path / "integration.yaml").write_text(
         "integration:\n"
         "  config:\n"
@@ -304,6 +302,7 @@ def test_a_login_flow_other_than_client_credentials_is_reported(tmp_path: Path) 
         "    customAuthRequest:\n"
         "      endpoint: /v1/auth/access_token\n"
         "      body: {clientId: id, clientSecret: '${SECRET}'}\n"
+        "      reauthenticateIntervalSeconds: 3000\n"
         "    customAuthRequestTemplate:\n"
         "      headers: {Authorization: 'Bearer {{.accessToken}}'}\n"
     )
@@ -311,20 +310,29 @@ def test_a_login_flow_other_than_client_credentials_is_reported(tmp_path: Path) 
         "resources:\n  - kind: /users\n    selector: {query: 'true'}\n"
         "    port: {entity: {mappings: {identifier: .id, blueprint: '\"u\"'}}}\n"
     )
+    (tmp_path / "values.env").write_text("SECRET=s3cr3t-login-value\n")
+    out = tmp_path / "out"
     r = run_httpsync(
         "import", "ocean", "--config", tmp_path / "integration.yaml", "--mapping", tmp_path / "port-app-config.yml",
+        "--secret-values", tmp_path / "values.env", "-o", out, "--name", "api",
     )  # fmt: skip
-    assert r.code == 0, r.err
-    source = next(yaml.safe_load_all(r.out))
-    if "custom" in AuthSpec.model_fields:
-        assert source["spec"]["auth"]["type"] == "custom"
-        assert source["spec"]["auth"]["custom"]["template"] == {
-            "headers": {"Authorization": '"Bearer " + (.accessToken | tostring)'}
-        }
-    else:
-        assert source["spec"]["auth"] == {"type": "none"}
-        assert f"{tmp_path}/integration.yaml:5: customAuthRequest: authType custom" in r.err
-        assert "not yet supported" in r.err
+    assert r.code == 0, r.err  # the output passed the same checks as `httpsync sync`
+    assert "s3cr3t-login-value" not in r.out + r.err
+    auth = yaml.safe_load((out / "source.yaml").read_text())["spec"]["auth"]
+    assert auth == {
+        "type": "custom",
+        "secretRef": {"name": "api-credentials"},
+        "custom": {
+            "request": {
+                "url": "/v1/auth/access_token", "method": "POST",
+                "body": {"clientId": "id", "clientSecret": "${SECRET}"},
+            },
+            "template": {"headers": {"Authorization": '"Bearer " + (.accessToken | tostring)'}},
+            "reauthenticateInterval": "3000s",
+        },
+    }  # fmt: skip
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in yaml.safe_load_all((out / "secret.yaml").read_text())}
+    assert secrets["api-credentials"]["SECRET"] == "s3cr3t-login-value"
 
 
 def test_item_name_other_than_item_is_reported(tmp_path: Path) -> None:

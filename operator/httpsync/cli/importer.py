@@ -318,6 +318,17 @@ def _query_value(value: Any) -> str | None:
     return None
 
 
+def _env_refs_as_secret_refs(value: Any) -> Any:
+    """``{{ from env X }}`` written as ``${X}`` (the form auth.custom resolves from its Secret)."""
+    if isinstance(value, str):
+        return _ANY_REF.sub(lambda m: "${" + (m.group(1) or m.group(2)) + "}", value)
+    if isinstance(value, dict):
+        return {k: _env_refs_as_secret_refs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_env_refs_as_secret_refs(v) for v in value]
+    return value
+
+
 def _has_field(model: type, name: str) -> bool:
     return name in getattr(model, "model_fields", {})
 
@@ -579,23 +590,35 @@ class Converter:
             )
             return {"type": "none"}
         custom_request: dict[str, Any] = {"url": endpoint, "method": str(request.get("method", "POST")).upper()}
-        for key in ("headers", "queryParams", "body", "bodyForm"):
+        for key in ("headers", "queryParams", "body"):
             if request.get(key):
                 custom_request[key] = request[key]
+        if request.get("bodyForm"):
+            custom_request["bodyForm"] = form  # Ocean's "a=1&b=2" as the map httpsync takes
+        # Ocean's ${ENV} references in the login request become ${key} references to the source's Secret
+        # (auth.custom resolves them): the value from --secret-values, else a placeholder to fill in.
+        refs = sorted({m.group(1) or m.group(2) for m in _ANY_REF.finditer(json.dumps(custom_request))})
+        for var in refs:
+            self.api_secret.put(var, "${" + var + "}", self.given)
         custom_template = {
             key: {k: template_to_jq(str(v)) for k, v in template[key].items()}
             for key in ("headers", "queryParams", "body")
             if isinstance(template.get(key), dict) and template[key]
         }
-        auth = {"type": "custom", "custom": {"request": custom_request, "template": custom_template}}
+        custom: dict[str, Any] = {"request": _env_refs_as_secret_refs(custom_request), "template": custom_template}
         if interval is not None:
-            auth["reauthenticateInterval"] = f"{int(interval)}s"
-        r.warn(
-            at("customAuthRequest"),
-            "customAuthRequest",
-            "the login request is copied as written: make its credentials references to Secret keys before "
-            "committing the manifests",
-        )
+            custom["reauthenticateInterval"] = f"{int(interval)}s"
+        auth: dict[str, Any] = {"type": "custom", "custom": custom}
+        if refs:
+            auth["secretRef"] = self._secret_ref()
+        literal = [k for k in ("headers", "queryParams", "body", "bodyForm") if custom_request.get(k)]
+        if literal and not refs:
+            r.warn(
+                at("customAuthRequest"),
+                "customAuthRequest",
+                "the login request is copied as written: make its credentials ${key} references to the Secret "
+                f"{self.api_secret.name} before committing the manifests",
+            )
         return auth
 
     # -- pagination
