@@ -42,6 +42,8 @@ RESULT_MESSAGE_MAX = 4096
 SAMPLE_MAX = 1024
 MAX_SAMPLES_STORED = 10  # what the status accepts
 MAX_ERROR_SAMPLES = 5  # what the engine keeps
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
 
 
 def parse_duration(text: str) -> float:
@@ -474,6 +476,13 @@ class HttpSourceSpec(Model):
         default=None, gt=0, le=100000, description="Rate limit (token bucket); unset means unlimited."
     )
     retry: RetrySpec = Field(default_factory=RetrySpec)
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        ge=1024,
+        le=MAX_RESPONSE_BYTES,
+        description="Largest response body accepted, in bytes, counted after decompression and enforced while it "
+        "streams in (default 64 MiB); a larger one fails the endpoint with reason ResponseTooLarge.",
+    )
     # Operator-only fields (the CLI ignores them).
     interval: str = Field(
         default="1h",

@@ -36,12 +36,13 @@ from httpsync.errors import (
     EngineError,
     HttpStatusError,
     ResponseFormatError,
+    ResponseTooLargeError,
 )
 from httpsync.http.auth import TokenAuth
 from httpsync.http.limits import RequestLimiter
 from httpsync.http.responses import body_start, status_text
 from httpsync.http.retry import Retrier, RetryPolicy
-from httpsync.http.transport import default_transport
+from httpsync.http.transport import default_transport, too_large
 
 TLS_HINT = "set tls.caBundle to the CA that signed it"
 
@@ -135,7 +136,11 @@ class SourceClient:
             check_url(display_url(spec.base_url))
         if transport is None:
             # aiohttp's connection handling costs several times less CPU per request than httpcore's.
-            transport = default_transport(verify=_ssl_verify(spec), max_connections=spec.max_concurrent_requests + 1)
+            transport = default_transport(
+                verify=_ssl_verify(spec),
+                max_connections=spec.max_concurrent_requests + 1,
+                max_body_bytes=spec.max_response_bytes,
+            )
         auth = await build_auth(spec.auth, secrets, base_url=spec.base_url)
         return cls(spec, auth, check_url=check_url, on_response=on_response, transport=transport)
 
@@ -203,9 +208,15 @@ class SourceClient:
             if counter is not None:
                 counter.requests += 1
 
-        response = await self._retry.send(
-            f"{method} {shown}", lambda: self._http.request(method, full_url, **kwargs), on_attempt=count
-        )
+        try:
+            response = await self._retry.send(
+                f"{method} {shown}", lambda: self._http.request(method, full_url, **kwargs), on_attempt=count
+            )
+        except ResponseTooLargeError as e:
+            raise ResponseTooLargeError(f"{method} {shown}: {e.message}") from None
+        limit = self.spec.max_response_bytes
+        if len(response.content) > limit:  # a transport that does not bound the body as it streams
+            raise ResponseTooLargeError(f"{method} {shown}: {too_large(limit).message}")
         if response.status_code >= 300:
             raise self._status_error(method, shown, response)
         return response
