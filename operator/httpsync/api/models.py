@@ -476,6 +476,13 @@ class HttpSourceSpec(Model):
         default=None, gt=0, le=100000, description="Rate limit (token bucket); unset means unlimited."
     )
     retry: RetrySpec = Field(default_factory=RetrySpec)
+    mapping_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="Deadline for decoding and mapping one page (jq included), in a worker process; a page over "
+        "it stops its worker and fails the endpoint with reason MappingTimeout.",
+    )
     max_response_bytes: int = Field(
         default=DEFAULT_MAX_RESPONSE_BYTES,
         ge=1024,

@@ -80,6 +80,9 @@ class SourceClient:
         self.base_url = spec.base_url
         self.auth = auth
         self.requests = 0
+        # The worker pool that decodes and maps this source's pages (None: in this process; the
+        # runner sets the shared pool, see httpsync.engine.workers).
+        self.pool: Any = None
         self._check_url = check_url
         self._limiter = RequestLimiter(spec.max_concurrent_requests, spec.requests_per_second)
         retry = spec.retry
@@ -230,6 +233,38 @@ class SourceClient:
             return AuthError(f"{text}. The source at {base} {what}: {describe_credentials(self.spec.auth)}")
         return HttpStatusError(text, stalled=status in (400, 404, 405, 410, 414, 422) or None)
 
+    async def get_page(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        counter: RequestCounter | None = None,
+    ) -> httpx.Response:
+        """:meth:`request`, refusing an empty body (:class:`ResponseFormatError`); the body is not decoded."""
+        response = await self.request(method, url, params=params, headers=headers, json_body=json_body, counter=counter)
+        if not response.content.strip():
+            ctype = response.headers.get("content-type", "none")
+            raise ResponseFormatError(
+                f"{method.upper()} {self._shown(response, url)} returned {status_text(response.status_code)} "
+                f"with an empty body, not JSON (content-type {ctype})"
+            )
+        return response
+
+    def _shown(self, response: httpx.Response, url: str) -> str:
+        return self.display(str(response.request.url)) if response.request else self.display(url)
+
+    def json_error(self, method: str, url: str, response: httpx.Response, detail: str) -> ResponseFormatError:
+        """The error of a body that is not JSON (``detail``: the decoder's message)."""
+        ctype = response.headers.get("content-type", "none")
+        looks_json = "json" in ctype.lower()
+        why = f"returned invalid JSON ({detail})" if looks_json else "did not return JSON"
+        return ResponseFormatError(
+            f"{method.upper()} {self._shown(response, url)} {why} (content-type {ctype}): {body_start(response)}"
+        )
+
     async def get_json(
         self,
         method: str,
@@ -240,21 +275,11 @@ class SourceClient:
         json_body: Any = None,
         counter: RequestCounter | None = None,
     ) -> tuple[Any, httpx.Response]:
-        """:meth:`request`, then the body parsed as JSON (:class:`ResponseFormatError` if it is not)."""
-        response = await self.request(method, url, params=params, headers=headers, json_body=json_body, counter=counter)
-        shown = self.display(str(response.request.url)) if response.request else self.display(url)
-        method = method.upper()
-        ctype = response.headers.get("content-type", "none")
-        if not response.content.strip():
-            raise ResponseFormatError(
-                f"{method} {shown} returned {status_text(response.status_code)} with an empty body, not JSON "
-                f"(content-type {ctype})"
-            )
+        """:meth:`get_page`, then the body parsed as JSON (:class:`ResponseFormatError` if it is not)."""
+        response = await self.get_page(
+            method, url, params=params, headers=headers, json_body=json_body, counter=counter
+        )
         try:
             return jsoncodec.loads(response.content), response
         except ValueError as e:
-            looks_json = "json" in ctype.lower()
-            why = f"returned invalid JSON ({e})" if looks_json else "did not return JSON"
-            raise ResponseFormatError(
-                f"{method} {shown} {why} (content-type {ctype}): {body_start(response)}"
-            ) from None
+            raise self.json_error(method, url, response, str(e)) from None

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,10 +41,10 @@ from typing import Any
 import httpx
 
 from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
-from httpsync.engine import jqfast
+from httpsync.engine import jqfast, workers
 from httpsync.engine.client import SourceClient
 from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type, normalize_path
-from httpsync.engine.pagination import PageRequest, PaginationPlan, a_json_type
+from httpsync.engine.pagination import Count, PageRequest, PaginationPlan, a_json_type
 from httpsync.engine.url import fill_placeholders, format_param_value, merge_query, placeholder_names
 from httpsync.errors import ConfigError, DataPathError, ResponseFormatError
 from httpsync.http.redact import redact
@@ -184,9 +185,13 @@ class FetchPlan:
     request: EndpointRequest
     parameters: tuple[PathParameter, ...]  # in dependency order
     pagination: PaginationPlan
+    text: str = ""  # the specs as JSON, for worker processes (empty: pages are processed here)
+    jq_fields: tuple[tuple[str, str], ...] = ()  # (field, jq) of every expression, for timeout messages
 
     @classmethod
-    def compile(cls, mapping: HttpEndpointMappingSpec, pagination: PaginationSpec) -> FetchPlan:
+    def compile(
+        cls, mapping: HttpEndpointMappingSpec, pagination: PaginationSpec, *, for_workers: bool = False
+    ) -> FetchPlan:
         selector = mapping.selector
         request = EndpointRequest(
             field="selector",
@@ -220,7 +225,41 @@ class FetchPlan:
                     depends_on=tuple(placeholder_names(spec.endpoint)),
                 )
             )
-        return cls(request, tuple(parameters), PaginationPlan.compile(pagination))
+        plan = PaginationPlan.compile(pagination)
+        if not for_workers:
+            return cls(request, tuple(parameters), plan)
+        text = json.dumps({"mapping": mapping.to_wire(), "pagination": pagination.to_wire()}, sort_keys=True)
+        m = mapping.mappings
+        jq_fields = [("selector.query", mapping.selector.query), ("selector.dataPath", selector.data_path or "")]
+        jq_fields += [("itemsToParse", mapping.items_to_parse or "")]
+        keys = ("identifier", "blueprint", "title", "team", "icon")
+        jq_fields += [(f"mappings.{k}", getattr(m, k) or "") for k in keys]
+        jq_fields += [(f"mappings.properties.{k}", v) for k, v in m.properties.items()]
+        jq_fields += [(f"mappings.relations.{k}", v) for k, v in m.relations.items()]
+        jq_fields += [(p.field, p.expr) for p in plan.paths()]
+        return cls(request, tuple(parameters), plan, text, tuple((f, e) for f, e in jq_fields if e))
+
+
+async def _in_worker(
+    pool: workers.WorkerPool, task: workers.PageTask, client: SourceClient, plan: FetchPlan
+) -> workers.PageOutcome:
+    """``task`` in the pool, its deadline the source's ``mappingTimeoutSeconds``; clear errors."""
+    timeout = client.spec.mapping_timeout_seconds
+    try:
+        return await pool.run(task, timeout)
+    except workers.MappingTimeoutError:
+        hint = workers.slow_field_hint(list(plan.jq_fields))
+        raise workers.MappingTimeoutError(
+            f"processing the page of {task.where} took longer than spec.mappingTimeoutSeconds ({timeout:g}s), "
+            f"so its worker was stopped{hint}: a jq expression that does not end, or a page too large to map "
+            "in time (raise spec.mappingTimeoutSeconds or lower pagination.pageSize)"
+        ) from None
+    except workers.MappingMemoryError as e:
+        raise workers.MappingMemoryError(
+            f"the worker processing the page of {task.where} ran out of memory ({e.message}; its limit: "
+            f"{pool.memory_mb} MiB, --worker-memory / {workers.WORKER_MEMORY_ENV}): a jq expression that builds "
+            "huge values, or a page too large (lower pagination.pageSize or spec.maxResponseBytes)"
+        ) from None
 
 
 def _dependency_order(mapping: HttpEndpointMappingSpec) -> list[str]:
@@ -285,23 +324,43 @@ async def _endpoint_pages(
     budget: _Budget,
     *,
     main: bool,
-) -> AsyncIterator[list[Any]]:
+    role: str = "main",
+) -> AsyncIterator[Any]:
     """The item lists of every page of one endpoint, its placeholders filled from ``values``, in
-    page order. Close it (``aclosing``) to cancel what it requested ahead."""
+    page order. Close it (``aclosing``) to cancel what it requested ahead.
+
+    With a worker pool (``client.pool``, see :mod:`httpsync.engine.workers`) each page is decoded and
+    processed in a worker as soon as it arrives (pages fetched ahead in parallel): the main endpoint
+    then yields mapped pages (:class:`~httpsync.engine.mapping.PageResult`), a path parameter's
+    endpoint (``role``: its name) the parameter values of its items (None: skipped)."""
     url = client.url_for(fill_placeholders(request.template, values))
     paginator = plan.pagination.start(url, request.params, display=client.display)
+    pool = client.pool if plan.text else None
 
     async def fetch(page: PageRequest) -> _Fetched:
         page_url, params = page
-        body, response = await client.get_json(
-            request.method,
-            page_url,
-            params=params,
-            headers=request.headers,
-            json_body=request.body,
-            counter=counters,
+        where = f"{request.method} {client.display(merge_query(page_url, params))}"
+        kwargs: dict[str, Any] = {
+            "params": params, "headers": request.headers, "json_body": request.body, "counter": counters
+        }  # fmt: skip
+        if pool is None:
+            body, response = await client.get_json(request.method, page_url, **kwargs)
+            return body, response, where
+        response = await client.get_page(request.method, page_url, **kwargs)
+        task = workers.PageTask(
+            plan.text,
+            role,
+            response.content,
+            where,
+            binding=values if role == "main" and plan.parameters else {},
+            param_where=f"{request.method} {client.display(client.url_for(request.template))}",
         )
-        return body, response, f"{request.method} {client.display(merge_query(page_url, params))}"
+        outcome = await _in_worker(pool, task, client, plan)
+        if outcome.json_error is not None:
+            raise client.json_error(request.method, page_url, response, outcome.json_error)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome, response, where
 
     def launch(page: PageRequest, budgeted: bool) -> _Ahead:
         return _Ahead(page, asyncio.create_task(fetch(page), name="httpsync-page"), budgeted)
@@ -327,12 +386,20 @@ async def _endpoint_pages(
     try:
         while True:
             body, response, where = await current.task
-            # dataPath and pagination paths together: jqfast checks each body once (plain_json).
-            items = request.data_path.extract(body, where)
-            page = paginator.next_request(response, body, items)
+            if pool is None:
+                # dataPath and pagination paths together: jqfast checks each body once (plain_json).
+                items = request.data_path.extract(body, where)
+                page = paginator.next_request(response, body, items)
+                count = len(items)
+            else:
+                outcome: workers.PageOutcome = body
+                page = paginator.next_request(response, outcome.view, Count(outcome.items))
+                items = outcome.page if role == "main" else outcome.values
+                count = outcome.items
+            del body
             if main:
                 counters.pages += 1
-                counters.items_fetched += len(items)
+                counters.items_fetched += count
             else:
                 counters.parent_pages += 1
             if page is None:
@@ -408,12 +475,15 @@ class _Combinations:
     async def _values(self, parameter: PathParameter, binding: dict[str, Any]) -> AsyncIterator[Any]:
         seen: set[str] = set()
         request = parameter.request
-        pages = _endpoint_pages(self.client, self.plan, request, binding, self.counters, self.budget, main=False)
+        pooled = self.client.pool is not None and bool(self.plan.text)
+        pages = _endpoint_pages(
+            self.client, self.plan, request, binding, self.counters, self.budget, main=False, role=parameter.name
+        )
         async with contextlib.aclosing(pages):
             async for items in pages:
                 where = f"{request.method} {self.client.display(self.client.url_for(request.template))}"
                 for item in items:
-                    value = _parameter_value(parameter, item, where)
+                    value = item if pooled else _parameter_value(parameter, item, where)
                     if value is None:
                         continue
                     key = format_param_value(value)
@@ -491,7 +561,8 @@ async def _fan_out(
                 pages = _endpoint_pages(client, plan, plan.request, binding, counters, budget, main=True)
                 async with contextlib.aclosing(pages):
                     async for items in pages:
-                        _annotate(items, binding)
+                        if type(items) is list:  # mapped in a worker: annotated there
+                            _annotate(items, binding)
                         await results.put(items)
             await results.put(_DONE)
         except Exception as e:
@@ -528,7 +599,7 @@ async def iter_pages(
     pages already yielded are then only part of the data. Close it (``contextlib.aclosing``) when
     stopping early: that cancels the requests made ahead.
     """
-    plan = FetchPlan.compile(mapping, pagination)
+    plan = FetchPlan.compile(mapping, pagination, for_workers=client.pool is not None)
     client.url_for(mapping.kind)  # a kind on another host fails before any request
     budget = _Budget(pages_ahead(client.spec.max_concurrent_requests, pagination.page_size) - 1)
     if not plan.parameters:

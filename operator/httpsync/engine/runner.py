@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from httpsync.api.models import EndpointResult, HttpEndpointMappingSpec, HttpSourceSpec
+from httpsync.engine import workers
 from httpsync.engine.client import SourceClient
 from httpsync.engine.mapping import Mapper
 from httpsync.engine.ports import Sink, StateStore
 from httpsync.engine.sync import failed_result, sync_mapping
 from httpsync.engine.types import SecretResolver
+from httpsync.engine.workers import WorkerPool
 from httpsync.errors import EngineError
 from httpsync.http.redact import redact
 
@@ -52,14 +54,16 @@ async def run_source(
     concurrency: int | asyncio.Semaphore,
     check_url: Callable[[str], None] | None = None,
     on_response: Callable[[int | None], None] | None = None,
+    pool: WorkerPool | None = None,
 ) -> list[R]:
     """``work(client, mapping)`` for every mapping, in the mappings' order, with one client for the source.
 
     ``concurrency`` bounds the mappings running at once: a number for this source alone, or a
     semaphore shared with other sources. ``check_url`` (the destination policy) and ``on_response``
-    (metrics) go to :meth:`SourceClient.create`. Nothing raises: a source that cannot be reached
-    gives ``failed(mapping, error)`` for each mapping, and so does a mapping whose work raised.
-    No mapping, no client.
+    (metrics) go to :meth:`SourceClient.create`. Pages are decoded and mapped in ``pool`` (default:
+    the process's shared pool, :func:`httpsync.engine.workers.shared_pool`). Nothing raises: a
+    source that cannot be reached gives ``failed(mapping, error)`` for each mapping, and so does a
+    mapping whose work raised. No mapping, no client.
     """
     if not mappings:
         return []
@@ -68,6 +72,7 @@ async def run_source(
     limit = asyncio.Semaphore(concurrency) if isinstance(concurrency, int) else concurrency
     try:
         client = await SourceClient.create(source, secrets, check_url=check_url, on_response=on_response)
+        client.pool = pool if pool is not None else workers.shared_pool()
     except EngineError as e:
         return [failed(m, e) for m in mappings]
     except Exception as e:
@@ -103,6 +108,7 @@ async def sync_source(
     check_url: Callable[[str], None] | None = None,
     on_response: Callable[[int | None], None] | None = None,
     failed: Callable[[SourceMapping, EngineError], EndpointResult] = _failed,
+    pool: WorkerPool | None = None,
 ) -> list[EndpointResult]:
     """Sync every mapping of ``source`` once into ``sink`` (remembering in ``state``): one result per
     mapping, in order. A mapping's pagination replaces the source's. A failure of the source gives
@@ -122,4 +128,5 @@ async def sync_source(
         concurrency=concurrency,
         check_url=check_url,
         on_response=on_response,
+        pool=pool,
     )
