@@ -54,6 +54,9 @@ def _setup_logging(verbosity: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    from httpsync.cli.common import configure_workers
+
+    configure_workers(args)
     try:
         return int(args.handler(args))
     except CommandError as e:
