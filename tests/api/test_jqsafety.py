@@ -142,3 +142,18 @@ def test_jq_runs_with_an_empty_environment_even_past_validation(monkeypatch: pyt
 
     prog = jqutil._compile("[$ENV, env, (try input catch .)]")
     assert prog.input_value(None).first() == [{}, {}, "input is not allowed in httpsync mappings"]
+
+
+def test_the_operator_keeps_such_a_mapping_as_an_invalid_spec_naming_the_field() -> None:
+    from httpsync.controller.objects import MappingObject
+
+    body = {
+        "apiVersion": "httpsync.io/v1alpha1",
+        "kind": "HttpEndpointMapping",
+        "metadata": {"name": "users", "namespace": "team-a", "uid": "u1", "generation": 1},
+        "spec": _mapping(**{"mappings.properties.leak": "$ENV.HTTPSYNC_PORT_CLIENT_SECRET"}),
+    }
+    obj = MappingObject.from_body(body)
+    assert obj.spec is None
+    assert obj.spec_error is not None
+    assert "mappings.properties.leak" in obj.spec_error and "uses $ENV" in obj.spec_error
