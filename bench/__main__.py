@@ -127,17 +127,25 @@ def _find(runs: list[dict[str, Any]], sink: str, sync: str, mapping: str = "path
 
 WORKER_COUNTS = (0, 1, 2)  # 0: pages mapped in the engine's own process (no pool)
 MANY_SOURCES = 20
+JQ_ITEMS = 200_000  # the real-jq mapping is slower: fewer items
 
 
 def run_workers(items: int) -> dict[str, Any]:
     """One source over ``items`` items with 0, 1 and 2 workers, then 20 sources at once (``items / 20``
     each) with 0 and 2 workers; each run in a fresh engine process, with its event-loop lag probe."""
-    out: dict[str, Any] = {"items": items, "single": [], "many": []}
+    out: dict[str, Any] = {"items": items, "single": [], "jq": [], "many": []}
     with ServerProcess(items=items) as url:
         for workers in WORKER_COUNTS:
             r = engine_process("workers", "--url", url, "--items", str(items), "--workers", str(workers))
             _print_workers(r)
             out["single"].append(r)
+    jq_items = min(items, JQ_ITEMS)
+    with ServerProcess(items=jq_items) as url:
+        for workers in WORKER_COUNTS:
+            args = ["--url", url, "--items", str(jq_items), "--workers", str(workers), "--mapping", "jq"]
+            r = engine_process("workers", *args)
+            _print_workers(r)
+            out["jq"].append(r)
     each = items // MANY_SOURCES
     with ServerProcess(items=each) as url:
         for workers in (0, 2):
@@ -150,7 +158,8 @@ def run_workers(items: int) -> dict[str, Any]:
 
 def _print_workers(r: dict[str, Any]) -> None:
     print(
-        f"  {r['sources']:2d} source(s), {r['workers']} worker(s): {r['itemsPerSecond']:>9,.0f} items/s "
+        f"  {r['sources']:2d} source(s), {r['mapping']:5s} {r['workers']} worker(s): "
+        f"{r['itemsPerSecond']:>9,.0f} items/s "
         f"{r['seconds']:6.1f} s  worst loop stall {r['worstLoopStallMs']:5.1f} ms (p99 {r['loopStallP99Ms']:.1f} ms)"
         f"  main CPU {r['engineMainCpuSeconds']:.1f} s",
         flush=True,
@@ -177,6 +186,12 @@ def _workers_rows(results: dict[str, Any], row: Any) -> None:
                 "< 50 ms",
                 stall < 50,
             )
+    jq = {r["workers"]: r for r in w.get("jq", [])}
+    if jq:
+        rates = " / ".join(f"{jq[n]['itemsPerSecond']:,.0f}" for n in WORKER_COUNTS if n in jq)
+        row(f"workers, real-jq mapping, {jq[0]['itemsFetched']:,} items: items/s in-process / 1 / 2 workers", rates)
+        if 1 in jq and 2 in jq:
+            row("workers, real-jq mapping: 2 workers vs 1", f"{jq[2]['itemsPerSecond'] / jq[1]['itemsPerSecond']:.2f}x")
     many = {r["workers"]: r for r in w["many"]}
     if many:
         each = w["items"] // MANY_SOURCES

@@ -36,18 +36,20 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
 from httpsync.engine import jqfast, workers
-from httpsync.engine.client import SourceClient
 from httpsync.engine.jqutil import compile_jq, jq_error_line, json_type, normalize_path
 from httpsync.engine.pagination import Count, PageRequest, PaginationPlan, a_json_type
 from httpsync.engine.url import fill_placeholders, format_param_value, merge_query, placeholder_names
 from httpsync.errors import ConfigError, DataPathError, ResponseFormatError
 from httpsync.http.redact import redact
+
+if TYPE_CHECKING:  # the worker processes import this module without the HTTP client
+    from httpsync.engine.client import SourceClient
 
 MAX_KEYS_SHOWN = 20
 # Child fetches at once, whatever maxConcurrentRequests says: each holds a page in memory, and the

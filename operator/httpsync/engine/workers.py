@@ -275,15 +275,19 @@ class _Worker:
             n -= len(chunk)
         return b"".join(parts)
 
+    def wait_ready(self) -> None:
+        if self.ready:
+            return
+        try:
+            hello = self._recv(time.monotonic() + STARTUP_TIMEOUT)
+        except _TimedOut:
+            raise _Died from None
+        if not (isinstance(hello, tuple) and hello[0] == "ready"):
+            raise _Died
+        self.ready = True
+
     def call(self, task: PageTask, timeout: float) -> PageOutcome:
-        if not self.ready:
-            try:
-                hello = self._recv(time.monotonic() + STARTUP_TIMEOUT)
-            except _TimedOut:
-                raise _Died from None
-            if not (isinstance(hello, tuple) and hello[0] == "ready"):
-                raise _Died
-            self.ready = True
+        self.wait_ready()
         data = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             view = memoryview(_HEADER.pack(len(data)) + data)
@@ -331,6 +335,9 @@ class WorkerPool:
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
         self.replaced = 0  # workers killed or found dead (for tests and metrics)
+        # At interpreter exit the executor joins its threads before atexit handlers run: kill the
+        # workers first (this runs before the executor's own hook), so no thread waits for a deadline.
+        threading._register_atexit(self.close)  # type: ignore[attr-defined]
 
     def _worker(self) -> _Worker:
         worker: _Worker | None = getattr(self._local, "worker", None)
@@ -350,6 +357,15 @@ class WorkerPool:
             self.replaced += 1
         if getattr(self._local, "worker", None) is worker:
             self._local.worker = None
+
+    def start(self) -> None:
+        """Start every worker now, in the background (a worker's imports take about a second)."""
+        for _ in range(self.size):
+            self._threads.submit(self._start_one)
+
+    def _start_one(self) -> None:
+        with contextlib.suppress(_Died, OSError):
+            self._worker().wait_ready()
 
     def _call(self, task: PageTask, timeout: float) -> PageOutcome:
         worker = self._worker()
@@ -405,6 +421,7 @@ def shared_pool() -> WorkerPool:
             size = int(os.environ.get(WORKERS_ENV) or 0) or None
             memory = int(os.environ.get(WORKER_MEMORY_ENV) or DEFAULT_MEMORY_MB)
             _shared = WorkerPool(size, memory_mb=memory)
+            _shared.start()
         return _shared
 
 
