@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,19 @@ def _noop_task() -> PageTask:
     spec = users()
     plan = {"mapping": spec.to_wire(), "pagination": spec.pagination.to_wire()}  # type: ignore[union-attr]
     return PageTask(json.dumps(plan), "main", b'{"data": [], "total": 0}', "GET /test")
+
+
+@pytest.mark.parametrize("value", [2**70, float("nan"), "\ud800", 1.5, "é", None, [1, {"a": True}]])
+def test_entities_come_back_from_a_worker_unchanged(value: Any) -> None:
+    """Entities travel as JSON when JSON gives them back exactly, pickled otherwise."""
+    from httpsync.engine.mapping import PageResult
+    from httpsync.engine.workers import PageOutcome, _pack_entities, _unpack_entities
+
+    entity = {"identifier": "x", "blueprint": "b", "properties": {"v": value}}
+    outcome = PageOutcome(page=PageResult(entities=[dict(entity)]))
+    _pack_entities(outcome)
+    back = _unpack_entities(pickle.loads(pickle.dumps(outcome))).page.entities[0]["properties"]["v"]
+    if value != value:  # NaN
+        assert back != back
+    else:
+        assert back == value and type(back) is type(value)
