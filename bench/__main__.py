@@ -40,7 +40,7 @@ from bench.server import ServerProcess
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("mapping", "e2e", "fanout")  # the default run
-OPTIONAL_SECTIONS = ("latency", "operator")  # only with --only
+OPTIONAL_SECTIONS = ("latency", "operator", "workers")  # only with --only
 FANOUT = {"parents": 1000, "latency": 0.02, "concurrency": 10}
 STAGE_ITEMS = 100_000  # items for the breakdown (fetch alone, fetch + map)
 
@@ -127,6 +127,84 @@ def _find(runs: list[dict[str, Any]], sink: str, sync: str, mapping: str = "path
     return None
 
 
+WORKER_COUNTS = (0, 1, 2)  # 0: pages mapped in the engine's own process (no pool)
+MANY_SOURCES = 20
+JQ_ITEMS = 200_000  # the real-jq mapping is slower: fewer items
+
+
+def run_workers(items: int) -> dict[str, Any]:
+    """One source over ``items`` items with 0, 1 and 2 workers, then 20 sources at once (``items / 20``
+    each) with 0 and 2 workers; each run in a fresh engine process, with its event-loop lag probe."""
+    out: dict[str, Any] = {"items": items, "single": [], "jq": [], "many": []}
+    with ServerProcess(items=items) as url:
+        for workers in WORKER_COUNTS:
+            r = engine_process("workers", "--url", url, "--items", str(items), "--workers", str(workers))
+            _print_workers(r)
+            out["single"].append(r)
+    jq_items = min(items, JQ_ITEMS)
+    with ServerProcess(items=jq_items) as url:
+        for workers in WORKER_COUNTS:
+            args = ["--url", url, "--items", str(jq_items), "--workers", str(workers), "--mapping", "jq"]
+            r = engine_process("workers", *args)
+            _print_workers(r)
+            out["jq"].append(r)
+    each = items // MANY_SOURCES
+    with ServerProcess(items=each) as url:
+        for workers in (0, 2):
+            args = ["--url", url, "--items", str(each), "--workers", str(workers), "--sources", str(MANY_SOURCES)]
+            r = engine_process("workers", *args)
+            _print_workers(r)
+            out["many"].append(r)
+    return out
+
+
+def _print_workers(r: dict[str, Any]) -> None:
+    print(
+        f"  {r['sources']:2d} source(s), {r['mapping']:5s} {r['workers']} worker(s): "
+        f"{r['itemsPerSecond']:>9,.0f} items/s "
+        f"{r['seconds']:6.1f} s  worst loop stall {r['worstLoopStallMs']:5.1f} ms (p99 {r['loopStallP99Ms']:.1f} ms)"
+        f"  main CPU {r['engineMainCpuSeconds']:.1f} s",
+        flush=True,
+    )
+
+
+def _workers_rows(results: dict[str, Any], row: Any) -> None:
+    w = results.get("workers")
+    if not w:
+        return
+    single = {r["workers"]: r for r in w["single"]}
+    label = f"{w['items']:,} items"
+    rates = " / ".join(f"{single[n]['itemsPerSecond']:,.0f}" for n in WORKER_COUNTS if n in single)
+    row(f"workers, {label}: items/s in-process / 1 / 2 workers", rates)
+    if 1 in single and 2 in single:
+        ratio = single[2]["itemsPerSecond"] / single[1]["itemsPerSecond"]
+        row("workers: 2 workers vs 1", f"{ratio:.2f}x", ">= 1.6x", ratio >= 1.6)
+    for n in WORKER_COUNTS:
+        if n in single and n > 0:
+            stall = single[n]["worstLoopStallMs"]
+            row(
+                f"workers: event loop worst stall, {n} worker(s) (p99)",
+                f"{stall:.0f} ms ({single[n]['loopStallP99Ms']:.0f} ms)",
+                "< 50 ms",
+                stall < 50,
+            )
+    jq = {r["workers"]: r for r in w.get("jq", [])}
+    if jq:
+        rates = " / ".join(f"{jq[n]['itemsPerSecond']:,.0f}" for n in WORKER_COUNTS if n in jq)
+        row(f"workers, real-jq mapping, {jq[0]['itemsFetched']:,} items: items/s in-process / 1 / 2 workers", rates)
+        if 1 in jq and 2 in jq:
+            row("workers, real-jq mapping: 2 workers vs 1", f"{jq[2]['itemsPerSecond'] / jq[1]['itemsPerSecond']:.2f}x")
+    many = {r["workers"]: r for r in w["many"]}
+    if many:
+        each = w["items"] // MANY_SOURCES
+        rates = " / ".join(f"{many[n]['itemsPerSecond']:,.0f}" for n in (0, 2) if n in many)
+        row(f"workers: {MANY_SOURCES} sources at once ({each:,} items each): items/s in-process / 2 workers", rates)
+        if 2 in many:
+            stall = many[2]["worstLoopStallMs"]
+            name = f"workers: {MANY_SOURCES} sources, 2 workers: worst loop stall"
+            row(name, f"{stall:.0f} ms", "< 50 ms", stall < 50)
+
+
 def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The table: one row per figure, with its target (if any) and whether it is met."""
     rows: list[dict[str, Any]] = []
@@ -134,6 +212,7 @@ def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
     def row(name: str, value: str, target: str = "", met: bool | None = None) -> None:
         rows.append({"figure": name, "value": value, "target": target, "met": met})
 
+    _workers_rows(results, row)
     runs = results.get("e2e", {}).get("runs", [])
     items = results.get("e2e", {}).get("items", 0)
     for sink, goal in (("null", 40_000), ("catalog", 25_000)):
@@ -261,10 +340,8 @@ def main() -> None:
         return
     sections = args.only or list(SECTIONS)
     if args.out is None:
-        args.out = HERE / (
-            "results-operator.json" if sections == ["operator"]
-            else "results-latency.json" if set(sections) <= set(OPTIONAL_SECTIONS) else "results.json"
-        )  # fmt: skip
+        alone = set(sections) <= set(OPTIONAL_SECTIONS)
+        args.out = HERE / (f"results-{sections[0]}.json" if alone and len(sections) == 1 else "results.json")
     started = time.perf_counter()
     results: dict[str, Any] = {
         "command": shlex.join(["python", "-m", "bench", *sys.argv[1:]]),
@@ -309,6 +386,9 @@ def main() -> None:
         results["operator"] = operator_bench.run(
             sources=args.sources, large_items=args.large_items, profile=args.profile
         )
+    if "workers" in sections:
+        print(f"workers ({args.items:,} items) ...", flush=True)
+        results["workers"] = run_workers(args.items)
 
     results["seconds"] = time.perf_counter() - started
     results["figures"] = figures(results)

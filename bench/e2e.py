@@ -4,12 +4,16 @@ against a running :mod:`bench.server`. Meant to run in a fresh process, so its p
     .venv/bin/python -m bench.e2e sync --url http://127.0.0.1:PORT --items N --sink null|catalog --db FILE
     .venv/bin/python -m bench.e2e stages --url http://127.0.0.1:PORT --items N
     .venv/bin/python -m bench.e2e fanout --url http://127.0.0.1:PORT --parents 1000 --latency 0.02
+    .venv/bin/python -m bench.e2e workers --url http://127.0.0.1:PORT --items N --workers 2 [--sources 20]
 
 Prints one JSON object on stdout. ``sync`` into ``null`` is a :class:`NullSink` with its change-detection
 state in an SQLite file (how the operator runs remote sinks); into ``catalog`` it is the embedded
 catalog (entities and state in one file). Run ``sync`` twice on the same ``--db`` for a re-sync.
 ``stages`` takes the pipeline apart on the first ``--items`` items: fetching alone (the engine's
 ``iter_pages``: HTTP, JSON decoding, dataPath, pagination), then fetching and mapping.
+``workers`` syncs ``--sources`` sources at once (each the whole item set) into ``null`` with pages
+decoded and mapped in a pool of ``--workers`` processes (0: in this process, as before the pool),
+while a probe measures the event loop's worst stall.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from httpsync.engine.fetch import FetchCounters, iter_pages
 from httpsync.engine.mapping import Mapper
 from httpsync.engine.ports import Sink, StateStore
 from httpsync.engine.sync import sync_mapping
+from httpsync.engine.workers import PageTask, WorkerPool
 from httpsync.sinks import Catalog, NullSink
 from httpsync.state.sqlite import SqliteStateStore
 
@@ -161,6 +166,85 @@ async def measure_fanout(url: str, parents: int, latency: float, concurrency: in
     }
 
 
+async def _lag_probe(worst: list[float], period: float = 0.005) -> None:
+    """Sleep ``period`` again and again; ``worst[0]``: the longest overshoot (the loop's worst stall),
+    ``worst[1]``: when it happened (seconds after the probe started); ``worst[2:]``: every overshoot."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while True:
+        t0 = loop.time()
+        await asyncio.sleep(period)
+        lag = loop.time() - t0 - period
+        worst.append(lag)
+        if lag > worst[0]:
+            worst[0], worst[1] = lag, t0 - start
+
+
+async def _warm(pool: WorkerPool) -> None:
+    """Start every worker before the clock starts (a worker's imports take about a second)."""
+    endpoint = items_mapping()
+    plan = json.dumps({"mapping": endpoint.to_wire(), "pagination": source_spec("http://x").pagination.to_wire()})
+    task = PageTask(plan, "main", b'{"items": [], "total": 0}', "warm-up")
+    await asyncio.gather(*(pool.run(task, 60) for _ in range(pool.size * 2)))
+
+
+async def measure_workers(url: str, items: int, workers: int, sources: int, mapping: str) -> dict[str, Any]:
+    pool = WorkerPool(workers) if workers else None
+    endpoint = items_mapping(mapping)
+    worst = [0.0, 0.0]
+    with tempfile.TemporaryDirectory() as tmp:
+        state = await SqliteStateStore.open_file(Path(tmp) / "state.db")
+        try:
+            if pool is not None:
+                await _warm(pool)
+
+            # The clients (TLS contexts) and the mapping (jq compiled) before the probe: the CLI and the
+            # operator compile mappings before they sync; the probe measures the syncs themselves.
+            spec = source_spec(url, max_pages=items // PAGE_SIZE + 10)
+            s0 = time.perf_counter()
+            clients = [await SourceClient.create(spec, NoSecrets()) for _ in range(sources)]
+            setup = (time.perf_counter() - s0) / sources
+            mapper = Mapper.from_spec(endpoint)
+
+            async def one(k: int) -> Any:
+                async with clients[k] as client:
+                    client.pool = pool
+                    return await sync_mapping(
+                        client, f"bench{k}", endpoint, spec.pagination, NullSink(), state, owner=f"bench/{k}",
+                        mapper=mapper,
+                    )  # fmt: skip
+
+            probe = asyncio.create_task(_lag_probe(worst))
+            cpu0, t0 = cpu_seconds(), time.perf_counter()
+            results = await asyncio.gather(*(one(k) for k in range(sources)))
+            seconds = time.perf_counter() - t0
+            cpu = cpu_seconds() - cpu0
+            probe.cancel()
+        finally:
+            await state.aclose()
+            if pool is not None:
+                pool.close()
+    for r in results:
+        if not r.succeeded:
+            raise SystemExit(f"sync failed: {r.reason}: {r.message}")
+    fetched = sum(r.items_fetched for r in results)
+    return {
+        "workers": workers,
+        "sources": sources,
+        "mapping": mapping,
+        "seconds": seconds,
+        "itemsFetched": fetched,
+        "itemsPerSecond": fetched / seconds,
+        "entitiesWritten": sum(r.entities_upserted for r in results),
+        "worstLoopStallMs": worst[0] * 1000,
+        "clientCreateMs": setup * 1000,
+        "worstLoopStallAtSeconds": worst[1],
+        "loopStallP99Ms": sorted(worst[2:])[int(len(worst[2:]) * 0.99)] * 1000 if len(worst) > 2 else 0.0,
+        "engineMainCpuSeconds": cpu,
+        "peakRssMb": peak_rss_mb(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -178,8 +262,16 @@ def main() -> None:
     f.add_argument("--parents", type=int, default=1000)
     f.add_argument("--latency", type=float, default=0.02)
     f.add_argument("--concurrency", type=int, default=10)
+    w = sub.add_parser("workers")
+    w.add_argument("--url", required=True)
+    w.add_argument("--items", type=int, required=True, help="items the server serves")
+    w.add_argument("--workers", type=int, required=True, help="worker processes (0: map in this process)")
+    w.add_argument("--sources", type=int, default=1, help="sources synced at once, each the whole item set")
+    w.add_argument("--mapping", choices=["paths", "jq"], default="paths")
     args = ap.parse_args()
-    if args.what == "sync":
+    if args.what == "workers":
+        out = asyncio.run(measure_workers(args.url, args.items, args.workers, args.sources, args.mapping))
+    elif args.what == "sync":
         out = asyncio.run(measure_sync(args.url, args.items, args.sink, args.db, args.mapping))
     elif args.what == "stages":
         out = asyncio.run(measure_stages(args.url, args.items))

@@ -88,6 +88,14 @@ class DataPathError(ResponseFormatError):
     stalled = True
 
 
+class ResponseTooLargeError(EngineError):
+    """A response body (after decompression) is larger than ``spec.maxResponseBytes``: the same request
+    gives the same body, so the limit or the page size must change."""
+
+    reason = "ResponseTooLarge"
+    stalled = True
+
+
 class PaginationError(EngineError):
     """Pagination loops (a repeated cursor, link or page) or exceeds maxPages: the same requests give
     the same loop again, so the pagination settings (or maxPages) must change."""

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from httpsync.api.jqsafety import check_jq
 
 GROUP = "httpsync.io"
 VERSION = "v1alpha1"
@@ -40,6 +42,8 @@ RESULT_MESSAGE_MAX = 4096
 SAMPLE_MAX = 1024
 MAX_SAMPLES_STORED = 10  # what the status accepts
 MAX_ERROR_SAMPLES = 5  # what the engine keeps
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
 
 
 def parse_duration(text: str) -> float:
@@ -89,7 +93,9 @@ class Model(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-JqExpr = Annotated[str, Field(min_length=1, max_length=JQ_MAX)]
+# jq text: the builtins that read the environment, input or files are refused (httpsync.api.jqsafety).
+JqExpr = Annotated[str, Field(min_length=1, max_length=JQ_MAX), AfterValidator(check_jq)]
+JqPath = Annotated[str, AfterValidator(check_jq)]
 StrMap = Annotated[dict[str, Annotated[str, Field(max_length=HEADER_VALUE_MAX)]], Field(max_length=MAP_MAX)]
 
 
@@ -398,27 +404,27 @@ class PaginationSpec(Model):
         "Empty string: do not send a size.",
     )
     start_page: int | None = Field(default=None, ge=0, description="page: number of the first page (default 1).")
-    cursor_path: str | None = Field(
+    cursor_path: JqPath | None = Field(
         default=None,
         max_length=JQ_MAX,
         description="cursor: jq path of the next cursor in the response body.",
     )
-    has_more_path: str | None = Field(
+    has_more_path: JqPath | None = Field(
         default=None, max_length=JQ_MAX, description="jq path of a boolean that says more pages follow."
     )
-    last_page_path: str | None = Field(
+    last_page_path: JqPath | None = Field(
         default=None,
         max_length=JQ_MAX,
         description="jq path of a boolean that says this is the last page. For page pagination it may also give "
         "the number of the last page (any number but 0 and 1, which read as false and true); then the remaining "
         "pages are fetched concurrently.",
     )
-    next_link_path: str | None = Field(
+    next_link_path: JqPath | None = Field(
         default=None,
         max_length=JQ_MAX,
         description='nextLink: jq path of the next page\'s URL (default ."@odata.nextLink", then .next).',
     )
-    total_path: str | None = Field(
+    total_path: JqPath | None = Field(
         default=None,
         max_length=JQ_MAX,
         description="jq path of the total item count. With offset and page pagination, the pages after the first "
@@ -598,6 +604,20 @@ class HttpSourceSpec(Model):
         default=None, gt=0, le=100000, description="Rate limit (token bucket); unset means unlimited."
     )
     retry: RetrySpec = Field(default_factory=RetrySpec)
+    mapping_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="Deadline for decoding and mapping one page (jq included), in a worker process; a page over "
+        "it stops its worker and fails the endpoint with reason MappingTimeout.",
+    )
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        ge=1024,
+        le=MAX_RESPONSE_BYTES,
+        description="Largest response body accepted, in bytes, counted after decompression and enforced while it "
+        "streams in (default 64 MiB); a larger one fails the endpoint with reason ResponseTooLarge.",
+    )
     # Operator-only fields (the CLI ignores them).
     interval: str = Field(
         default="1h",

@@ -39,6 +39,49 @@ def add_manifest_args(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="manifest file or directory (.yaml, .yml, .json); repeatable",
     )
+    add_worker_args(parser)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
+def _memory_mib(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of MiB") from None
+    if value != 0 and value < 256:
+        raise argparse.ArgumentTypeError(f"{value} MiB is too little for a worker (256 at least, or 0: no limit)")
+    return value
+
+
+def add_worker_args(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--worker-memory``: the processes that decode and map pages."""
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="worker processes that decode and map pages (default: $HTTPSYNC_WORKERS, else the CPUs)",
+    )
+    parser.add_argument(
+        "--worker-memory",
+        type=_memory_mib,
+        metavar="MIB",
+        help="memory limit of each worker, MiB (default: $HTTPSYNC_WORKER_MEMORY_MB, else 1024; 0: none)",
+    )
+
+
+def configure_workers(args: argparse.Namespace) -> None:
+    from httpsync.engine import workers
+
+    workers.configure(getattr(args, "workers", None), getattr(args, "worker_memory", None))
 
 
 def add_catalog_arg(parser: argparse.ArgumentParser) -> None:

@@ -84,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(only=_command_of(argv)).parse_args(argv)
     _setup_logging(args.verbose)
+    from httpsync.cli.common import configure_workers
+
+    configure_workers(args)
     try:
         return int(args.handler(args))
     except CommandError as e:

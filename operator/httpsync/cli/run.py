@@ -15,6 +15,9 @@ def register(subparsers: Any) -> None:
         description="Run the operator: one sync loop per HttpSource, status on every resource.",
     )
     add_arguments(p)
+    from httpsync.cli.common import add_worker_args
+
+    add_worker_args(p)
     p.set_defaults(handler=_run)
 
 

@@ -38,13 +38,14 @@ from httpsync.errors import (
     HttpStatusError,
     ResponseFormatError,
     ResponseTooDeepError,
+    ResponseTooLargeError,
 )
 from httpsync.http.auth import TokenAuth
 from httpsync.http.limits import RequestLimiter
 from httpsync.http.policy import check_url_resolved, policy_of
 from httpsync.http.responses import body_start, status_text
 from httpsync.http.retry import Retrier, RetryPolicy, ServerWait
-from httpsync.http.transport import default_transport
+from httpsync.http.transport import default_transport, too_large
 
 TLS_HINT = "set tls.caBundle to the CA that signed it"
 
@@ -90,6 +91,9 @@ class SourceClient:
         self.auth = auth
         self.requests = 0
         self.parent_cache: Any = None  # the runner's ParentCache for this sync, if any (see engine.fetch)
+        # The worker pool that decodes and maps this source's pages (None: in this process; the
+        # runner sets the shared pool, see httpsync.engine.workers).
+        self.pool: Any = None
         self._check_url = check_url
         self._limiter = RequestLimiter(spec.max_concurrent_requests, spec.requests_per_second)
         retry = spec.retry
@@ -156,7 +160,10 @@ class SourceClient:
             # aiohttp's connection handling costs several times less CPU per request than httpcore's;
             # its resolver checks the addresses connected to against the destination policy.
             transport = default_transport(
-                verify=_ssl_verify(spec), max_connections=spec.max_concurrent_requests + 1, policy=policy_of(check_url)
+                verify=_ssl_verify(spec),
+                max_connections=spec.max_concurrent_requests + 1,
+                policy=policy_of(check_url),
+                max_body_bytes=spec.max_response_bytes,
             )
         return cls(spec, auth, check_url=check_url, on_response=on_response, transport=transport, on_wait=on_wait)
 
@@ -223,9 +230,15 @@ class SourceClient:
             if counter is not None:
                 counter.requests += 1
 
-        response = await self._retry.send(
-            f"{method} {shown}", lambda: self._http.request(method, full_url, **kwargs), on_attempt=count
-        )
+        try:
+            response = await self._retry.send(
+                f"{method} {shown}", lambda: self._http.request(method, full_url, **kwargs), on_attempt=count
+            )
+        except ResponseTooLargeError as e:
+            raise ResponseTooLargeError(f"{method} {shown}: {e.message}") from None
+        limit = self.spec.max_response_bytes
+        if len(response.content) > limit:  # a transport that does not bound the body as it streams
+            raise ResponseTooLargeError(f"{method} {shown}: {too_large(limit).message}")
         if response.status_code >= 300:
             raise self._status_error(method, shown, response)
         return response
@@ -239,6 +252,38 @@ class SourceClient:
             return AuthError(f"{text}. The source at {base} {what}: {describe_credentials(self.spec.auth)}")
         return HttpStatusError(text, stalled=status in (400, 404, 405, 410, 414, 422) or None)
 
+    async def get_page(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        counter: RequestCounter | None = None,
+    ) -> httpx.Response:
+        """:meth:`request`, refusing an empty body (:class:`ResponseFormatError`); the body is not decoded."""
+        response = await self.request(method, url, params=params, headers=headers, json_body=json_body, counter=counter)
+        if not response.content.strip():
+            ctype = response.headers.get("content-type", "none")
+            raise ResponseFormatError(
+                f"{method.upper()} {self._shown(response, url)} returned {status_text(response.status_code)} "
+                f"with an empty body, not JSON (content-type {ctype})"
+            )
+        return response
+
+    def _shown(self, response: httpx.Response, url: str) -> str:
+        return self.display(str(response.request.url)) if response.request else self.display(url)
+
+    def json_error(self, method: str, url: str, response: httpx.Response, detail: str) -> ResponseFormatError:
+        """The error of a body that is not JSON (``detail``: the decoder's message)."""
+        ctype = response.headers.get("content-type", "none")
+        looks_json = "json" in ctype.lower()
+        why = f"returned invalid JSON ({detail})" if looks_json else "did not return JSON"
+        return ResponseFormatError(
+            f"{method.upper()} {self._shown(response, url)} {why} (content-type {ctype}): {body_start(response)}"
+        )
+
     async def get_json(
         self,
         method: str,
@@ -249,23 +294,15 @@ class SourceClient:
         json_body: Any = None,
         counter: RequestCounter | None = None,
     ) -> tuple[Any, httpx.Response]:
-        """:meth:`request`, then the body parsed as JSON (:class:`ResponseFormatError` if it is not)."""
-        response = await self.request(method, url, params=params, headers=headers, json_body=json_body, counter=counter)
-        shown = self.display(str(response.request.url)) if response.request else self.display(url)
-        method = method.upper()
-        ctype = response.headers.get("content-type", "none")
-        if not response.content.strip():
-            raise ResponseFormatError(
-                f"{method} {shown} returned {status_text(response.status_code)} with an empty body, not JSON "
-                f"(content-type {ctype})"
-            )
+        """:meth:`get_page`, then the body parsed as JSON (:class:`ResponseFormatError` if it is not)."""
+        response = await self.get_page(
+            method, url, params=params, headers=headers, json_body=json_body, counter=counter
+        )
         try:
             return jsoncodec.loads(response.content), response
         except jsoncodec.TooDeepError as e:
-            raise ResponseTooDeepError(f"{method} {shown} returned JSON httpsync does not read: {e}") from None
-        except ValueError as e:
-            looks_json = "json" in ctype.lower()
-            why = f"returned invalid JSON ({e})" if looks_json else "did not return JSON"
-            raise ResponseFormatError(
-                f"{method} {shown} {why} (content-type {ctype}): {body_start(response)}"
+            raise ResponseTooDeepError(
+                f"{method.upper()} {self._shown(response, url)} returned JSON httpsync does not read: {e}"
             ) from None
+        except ValueError as e:
+            raise self.json_error(method, url, response, str(e)) from None

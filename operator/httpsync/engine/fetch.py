@@ -41,15 +41,14 @@ import json
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from httpsync.api.models import HttpEndpointMappingSpec, PaginationSpec
-from httpsync.engine import jqfast, jsoncodec
-from httpsync.engine.client import SourceClient
+from httpsync.engine import jqfast, jsoncodec, workers
 from httpsync.engine.jqutil import all_exact, compile_jq, first_exact, jq_error_line, json_type, normalize_path
-from httpsync.engine.pagination import PageRequest, PaginationPlan, a_json_type
+from httpsync.engine.pagination import Count, PageRequest, PaginationPlan, a_json_type
 from httpsync.engine.url import fill_placeholders, format_param_value, merge_query, placeholder_names
 from httpsync.errors import (
     ConfigError,
@@ -59,6 +58,9 @@ from httpsync.errors import (
     ResponseTooDeepError,
 )
 from httpsync.http.redact import redact
+
+if TYPE_CHECKING:  # the worker processes import this module without the HTTP client
+    from httpsync.engine.client import SourceClient
 
 MAX_KEYS_SHOWN = 20
 # Child fetches at once, whatever maxConcurrentRequests says: each holds a page in memory, and the
@@ -234,9 +236,13 @@ class FetchPlan:
     request: EndpointRequest
     parameters: tuple[PathParameter, ...]  # in dependency order
     pagination: PaginationPlan
+    text: str = ""  # the specs as JSON, for worker processes (empty: pages are processed here)
+    jq_fields: tuple[tuple[str, str], ...] = ()  # (field, jq) of every expression, for timeout messages
 
     @classmethod
-    def compile(cls, mapping: HttpEndpointMappingSpec, pagination: PaginationSpec) -> FetchPlan:
+    def compile(
+        cls, mapping: HttpEndpointMappingSpec, pagination: PaginationSpec, *, for_workers: bool = False
+    ) -> FetchPlan:
         selector = mapping.selector
         request = EndpointRequest(
             field="selector",
@@ -270,7 +276,41 @@ class FetchPlan:
                     depends_on=tuple(placeholder_names(spec.endpoint)),
                 )
             )
-        return cls(request, tuple(parameters), PaginationPlan.compile(pagination))
+        plan = PaginationPlan.compile(pagination)
+        if not for_workers:
+            return cls(request, tuple(parameters), plan)
+        text = json.dumps({"mapping": mapping.to_wire(), "pagination": pagination.to_wire()}, sort_keys=True)
+        m = mapping.mappings
+        jq_fields = [("selector.query", mapping.selector.query), ("selector.dataPath", selector.data_path or "")]
+        jq_fields += [("itemsToParse", mapping.items_to_parse or "")]
+        keys = ("identifier", "blueprint", "title", "team", "icon")
+        jq_fields += [(f"mappings.{k}", getattr(m, k) or "") for k in keys]
+        jq_fields += [(f"mappings.properties.{k}", v) for k, v in m.properties.items()]
+        jq_fields += [(f"mappings.relations.{k}", v) for k, v in m.relations.items()]
+        jq_fields += [(p.field, p.expr) for p in plan.paths()]
+        return cls(request, tuple(parameters), plan, text, tuple((f, e) for f, e in jq_fields if e))
+
+
+async def _in_worker(
+    pool: workers.WorkerPool, task: workers.PageTask, client: SourceClient, plan: FetchPlan
+) -> workers.PageOutcome:
+    """``task`` in the pool, its deadline the source's ``mappingTimeoutSeconds``; clear errors."""
+    timeout = client.spec.mapping_timeout_seconds
+    try:
+        return await pool.run(task, timeout)
+    except workers.MappingTimeoutError:
+        hint = workers.slow_field_hint(list(plan.jq_fields))
+        raise workers.MappingTimeoutError(
+            f"processing the page of {task.where} took longer than spec.mappingTimeoutSeconds ({timeout:g}s), "
+            f"so its worker was stopped{hint}: a jq expression that does not end, or a page too large to map "
+            "in time (raise spec.mappingTimeoutSeconds or lower pagination.pageSize)"
+        ) from None
+    except workers.MappingMemoryError as e:
+        raise workers.MappingMemoryError(
+            f"the worker processing the page of {task.where} ran out of memory ({e.message}; its limit: "
+            f"{pool.memory_mb} MiB, --worker-memory / {workers.WORKER_MEMORY_ENV}): a jq expression that builds "
+            "huge values, or a page too large (lower pagination.pageSize or spec.maxResponseBytes)"
+        ) from None
 
 
 def _dependency_order(mapping: HttpEndpointMappingSpec) -> list[str]:
@@ -408,27 +448,30 @@ async def _parent_pages(
     binding: dict[str, Any],
     counters: FetchCounters,
     budget: _Budget,
-) -> AsyncIterator[list[Any]]:
-    """The item lists of a path parameter endpoint's pages: read from the client's parent cache when
-    other mappings of this sync use it too, else fetched. A shared fetch that fails raises its error
-    in every mapping reading it, as if each had fetched it."""
-
-    def own(budget: _Budget = budget) -> AsyncIterator[list[Any]]:
-        return _endpoint_pages(client, plan, request, binding, counters, budget, main=False)
-
+    *,
+    role: str,
+) -> AsyncIterator[tuple[list[Any], bool]]:
+    """The pages of a path parameter endpoint, as (list, pooled): the parameter ``role``'s values of
+    its items when a worker computed them (pooled), else the items. Read from the client's parent
+    cache when other mappings of this sync use the endpoint too (then the items themselves: each
+    mapping reads its own values from them), else fetched. A shared fetch that fails raises its
+    error in every mapping reading it, as if each had fetched it."""
     cache: ParentCache | None = getattr(client, "parent_cache", None)
     base = _request_key(request, plan.pagination.spec) if cache is not None else ""
     if cache is None or base not in cache.shared:
-        async with contextlib.aclosing(own()) as pages:
+        own = _endpoint_pages(client, plan, request, binding, counters, budget, main=False, role=role)
+        pooled = client.pool is not None and bool(plan.text)
+        async with contextlib.aclosing(own) as pages:
             async for items in pages:
-                yield items
+                yield items, pooled
         return
     key = _request_key(request, plan.pagination.spec, fill_placeholders(request.template, binding))
     entry = cache.entries.get(key)
     if entry is None:
         entry = cache.entries[key] = _CacheEntry(cache.shared[base])
         ahead = _Budget(pages_ahead(client.spec.max_concurrent_requests, plan.pagination.spec.page_size) - 1)
-        entry.task = asyncio.create_task(_fill(cache, key, entry, own(ahead)), name="httpsync-shared-parent")
+        raw = _endpoint_pages(client, plan, request, binding, counters, ahead, main=False, raw=True)
+        entry.task = asyncio.create_task(_fill(cache, key, entry, raw), name="httpsync-shared-parent")
         cache.fetches += 1
     else:
         cache.hits += 1
@@ -437,7 +480,7 @@ async def _parent_pages(
         while True:
             if i < len(entry.pages):
                 i += 1
-                yield entry.pages[i - 1]
+                yield entry.pages[i - 1], False
             elif entry.state == "done":
                 return
             elif entry.error is not None:
@@ -484,23 +527,45 @@ async def _endpoint_pages(
     budget: _Budget,
     *,
     main: bool,
-) -> AsyncIterator[list[Any]]:
+    role: str = "main",
+    raw: bool = False,
+) -> AsyncIterator[Any]:
     """The item lists of every page of one endpoint, its placeholders filled from ``values``, in
-    page order. Close it (``aclosing``) to cancel what it requested ahead."""
+    page order. Close it (``aclosing``) to cancel what it requested ahead.
+
+    With a worker pool (``client.pool``, see :mod:`httpsync.engine.workers`) each page is decoded and
+    processed in a worker as soon as it arrives (pages fetched ahead in parallel): the main endpoint
+    then yields mapped pages (:class:`~httpsync.engine.mapping.PageResult`), a path parameter's
+    endpoint (``role``: its name) the parameter values of its items (None: skipped)."""
     url = client.url_for(fill_placeholders(request.template, values))
     paginator = plan.pagination.start(url, request.params, display=client.display)
+    # ``raw``: the items themselves, decoded here (a parent shared by several mappings, see _parent_pages).
+    pool = client.pool if plan.text and not raw else None
 
     async def fetch(page: PageRequest) -> _Fetched:
         page_url, params = page
-        body, response = await client.get_json(
-            request.method,
-            page_url,
-            params=params,
-            headers=request.headers,
-            json_body=request.body,
-            counter=counters,
+        where = f"{request.method} {client.display(merge_query(page_url, params))}"
+        kwargs: dict[str, Any] = {
+            "params": params, "headers": request.headers, "json_body": request.body, "counter": counters
+        }  # fmt: skip
+        if pool is None:
+            body, response = await client.get_json(request.method, page_url, **kwargs)
+            return body, response, where
+        response = await client.get_page(request.method, page_url, **kwargs)
+        task = workers.PageTask(
+            plan.text,
+            role,
+            response.content,
+            where,
+            binding=values if role == "main" and plan.parameters else {},
+            param_where=f"{request.method} {client.display(client.url_for(request.template))}",
         )
-        return body, response, f"{request.method} {client.display(merge_query(page_url, params))}"
+        outcome = await _in_worker(pool, task, client, plan)
+        if outcome.json_error is not None:
+            raise client.json_error(request.method, page_url, response, outcome.json_error)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome, response, where
 
     def launch(page: PageRequest, budgeted: bool) -> _Ahead:
         return _Ahead(page, asyncio.create_task(fetch(page), name="httpsync-page"), budgeted)
@@ -526,12 +591,20 @@ async def _endpoint_pages(
     try:
         while True:
             body, response, where = await current.task
-            # dataPath and pagination paths together: jqfast checks each body once (plain_json).
-            items = request.data_path.extract(body, where)
-            page = paginator.next_request(response, body, items)
+            if pool is None:
+                # dataPath and pagination paths together: jqfast checks each body once (plain_json).
+                items = request.data_path.extract(body, where)
+                page = paginator.next_request(response, body, items)
+                count = len(items)
+            else:
+                outcome: workers.PageOutcome = body
+                page = paginator.next_request(response, outcome.view, Count(outcome.items))
+                items = outcome.page if role == "main" else outcome.values
+                count = outcome.items
+            del body
             if main:
                 counters.pages += 1
-                counters.items_fetched += len(items)
+                counters.items_fetched += count
             else:
                 counters.parent_pages += 1
             if page is None:
@@ -617,12 +690,14 @@ class _Combinations:
     async def _values(self, parameter: PathParameter, binding: dict[str, Any]) -> AsyncIterator[Any]:
         seen: set[str] = set()
         request = parameter.request
-        pages = _parent_pages(self.client, self.plan, request, binding, self.counters, self.budget)
+        pages = _parent_pages(
+            self.client, self.plan, request, binding, self.counters, self.budget, role=parameter.name
+        )
         async with contextlib.aclosing(pages):
-            async for items in pages:
+            async for items, pooled in pages:
                 where = f"{request.method} {self.client.display(self.client.url_for(request.template))}"
                 for item in items:
-                    value = _parameter_value(parameter, item, where)
+                    value = item if pooled else _parameter_value(parameter, item, where)
                     if value is None:
                         continue
                     key = format_param_value(value)
@@ -700,7 +775,8 @@ async def _fan_out(
                 pages = _endpoint_pages(client, plan, plan.request, binding, counters, budget, main=True)
                 async with contextlib.aclosing(pages):
                     async for items in pages:
-                        _annotate(items, binding)
+                        if type(items) is list:  # mapped in a worker: annotated there
+                            _annotate(items, binding)
                         await results.put(items)
             await results.put(_DONE)
         except Exception as e:
@@ -737,7 +813,7 @@ async def iter_pages(
     pages already yielded are then only part of the data. Close it (``contextlib.aclosing``) when
     stopping early: that cancels the requests made ahead.
     """
-    plan = FetchPlan.compile(mapping, pagination)
+    plan = FetchPlan.compile(mapping, pagination, for_workers=client.pool is not None)
     client.url_for(mapping.kind)  # a kind on another host fails before any request
     budget = _Budget(pages_ahead(client.spec.max_concurrent_requests, pagination.page_size) - 1)
     if not plan.parameters:

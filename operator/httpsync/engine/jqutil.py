@@ -1,4 +1,9 @@
-"""Compile jq once, with errors that name the field and quote jq's message."""
+"""Compile jq once, with errors that name the field and quote jq's message.
+
+Every program is compiled behind :data:`~httpsync.api.jqsafety.JQ_PRELUDE`: ``$ENV`` is ``{}`` and
+the builtins that read the environment, the input stream or files are shadowed, whatever the
+validation let through (the models refuse them already, naming the field).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 import jq
 
+from httpsync.api.jqsafety import JQ_PRELUDE, refused_message
 from httpsync.errors import InvalidJqError
 
 _BARE_PATH = re.compile(r"^[A-Za-z_@$][\w@$-]*(\.[A-Za-z_@$][\w@$-]*)*$")
@@ -37,12 +43,19 @@ def jq_error_line(e: BaseException, default: str = "error") -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _compile(expr: str) -> Any:
-    return jq.compile(expr)
+    try:
+        return jq.compile(f"{JQ_PRELUDE}({expr}\n)")
+    except ValueError:
+        jq.compile(expr)  # jq's message about the user's own text (columns and lines as written)
+        raise
 
 
 def compile_jq(expr: str, field: str) -> Any:
     """Compile ``expr`` (cached). ``field`` names the spec field for the error message,
     e.g. ``mappings.properties.email`` or ``selector.dataPath``."""
+    refused = refused_message(expr)
+    if refused is not None:
+        raise InvalidJqError(f"{field}: jq {expr!r} {refused}")
     try:
         return _compile(expr)
     except ValueError as e:

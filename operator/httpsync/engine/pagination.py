@@ -131,6 +131,70 @@ class _Path:
     steps: tuple[str | int, ...] | None = None  # a plain path, walked in Python (jqfast)
 
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.field, self.expr)
+
+
+@dataclass(frozen=True, slots=True)
+class PathFailure:
+    """jq failed on a pagination path (its message, redacted); ``too_deep``: the body is nested too
+    deeply for it."""
+
+    detail: str
+    too_deep: bool = False
+
+
+def path_value(path: _Path, body: Any) -> Any:
+    """The first output of a pagination path over ``body`` (None without output), or a PathFailure.
+    Integers beyond 2^53 keep every digit (jq's own JSON text is read, not its doubles)."""
+    if path.steps is not None and jqfast.plain_json(body):
+        # A plain path over a body jq would give back unchanged: the same value without jq.
+        with contextlib.suppress(jqfast.Fallback):
+            return jqfast.normalize(jqfast.walk(body, path.steps))
+    try:
+        return first_exact(path.program, json.dumps(body))
+    except StopIteration:
+        return None
+    except RecursionError:
+        if path.steps is not None:
+            with contextlib.suppress(jqfast.Fallback, RecursionError):
+                return jqfast.normalize(jqfast.walk(body, path.steps))
+        return PathFailure("it is nested too deeply", too_deep=True)
+    except ValueError as e:
+        if path.steps is not None and jsoncodec.has_lone_surrogate(body):
+            # jq refuses the whole body; the path itself may be fine (the bad string is in an item).
+            with contextlib.suppress(jqfast.Fallback):
+                return jqfast.normalize(jqfast.walk(body, path.steps))
+        return PathFailure(redact(jq_error_line(e)))
+
+
+@dataclass(frozen=True, slots=True)
+class BodyView:
+    """What the paginators need of a body, computed where the body was decoded (a worker process):
+    every pagination path's value, the body's JSON type and whether it is an object."""
+
+    values: dict[tuple[str, str], Any]
+    json_type: str
+    is_object: bool
+
+    @classmethod
+    def of(cls, plan: PaginationPlan, body: Any) -> BodyView:
+        return cls({p.key: path_value(p, body) for p in plan.paths()}, a_json_type(body), isinstance(body, dict))
+
+
+class Count:
+    """Stands for a page's items where only their number matters (``len``, truth)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
 def _compile_path(expr: str | None, field: str) -> _Path | None:
     if not expr:
         return None
@@ -164,6 +228,11 @@ class PaginationPlan:
             total=_compile_path(spec.total_path, "pagination.totalPath"),
             next_link=tuple(p for p in next_link if p is not None),
         )
+
+    def paths(self) -> list[_Path]:
+        """Every jq path of the plan."""
+        found = [self.cursor, self.has_more, self.last_page, self.total, *self.next_link]
+        return [p for p in found if p is not None]
 
     def start(
         self, url: str, params: Mapping[str, str] | None = None, *, display: Callable[[str], str] = str
@@ -268,32 +337,23 @@ class Paginator:
         self._last_hash = digest
 
     def _value(self, path: _Path, body: Any) -> Any:
-        if path.steps is not None and jqfast.plain_json(body):
-            # A plain path over a body jq would give back unchanged: the same value without jq.
-            with contextlib.suppress(jqfast.Fallback):
-                return jqfast.normalize(jqfast.walk(body, path.steps))
-        try:
-            return first_exact(path.program, json.dumps(body))
-        except StopIteration:
-            return None
-        except RecursionError:
-            if path.steps is not None:
-                with contextlib.suppress(jqfast.Fallback, RecursionError):
-                    return jqfast.normalize(jqfast.walk(body, path.steps))
+        if type(body) is BodyView:
+            value = body.values[path.key]
+            json_type = body.json_type
+        else:
+            value = path_value(path, body)
+            json_type = a_json_type(body)
+        if type(value) is PathFailure and value.too_deep:
             raise ResponseTooDeepError(
                 f"{path.field} {path.expr!r} cannot run on the response of {self.display(self._current)}: "
                 "it is nested too deeply"
-            ) from None
-        except ValueError as e:
-            if path.steps is not None and jsoncodec.has_lone_surrogate(body):
-                # jq refuses the whole body; the path itself may be fine (the bad string is in an item).
-                with contextlib.suppress(jqfast.Fallback):
-                    return jqfast.normalize(jqfast.walk(body, path.steps))
-            detail = redact(jq_error_line(e))
+            )
+        if type(value) is PathFailure:
             raise PaginationError(
                 f"{path.field} {path.expr!r} failed on the response of {self.display(self._current)} "
-                f"({a_json_type(body)}): {detail}"
-            ) from None
+                f"({json_type}): {value.detail}"
+            )
+        return value
 
     def _flag(self, path: _Path | None, body: Any) -> bool | None:
         if path is None:
@@ -549,7 +609,8 @@ class NextLinkPaginator(_LinkPaginator):
     style = "nextLink"
 
     def _link(self, response: httpx.Response, body: Any) -> str | None:
-        if not isinstance(body, dict) and not self.spec.next_link_path:
+        is_object = body.is_object if type(body) is BodyView else isinstance(body, dict)
+        if not is_object and not self.spec.next_link_path:
             return None
         for path in self.plan.next_link:
             value = self._value(path, body)

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from httpsync.api.models import MAX_ERROR_SAMPLES, EndpointResult, HttpEndpointMappingSpec, HttpSourceSpec
+from httpsync.engine import workers
 from httpsync.engine.client import SourceClient
 from httpsync.engine.fetch import ParentCache
 from httpsync.engine.mapping import Mapper
 from httpsync.engine.ports import Sink, StateStore
 from httpsync.engine.sync import failed_result, sync_mapping
 from httpsync.engine.types import SecretResolver
+from httpsync.engine.workers import WorkerPool
 from httpsync.errors import EngineError
 from httpsync.http.redact import redact
 from httpsync.http.retry import ServerWait
@@ -56,16 +58,18 @@ async def run_source(
     check_url: Callable[[str], None] | None = None,
     on_response: Callable[[int | None], None] | None = None,
     on_wait: Callable[[ServerWait], None] | None = None,
+    pool: WorkerPool | None = None,
 ) -> list[R]:
     """``work(client, mapping)`` for every mapping, in the mappings' order, with one client for the source.
 
     ``concurrency`` bounds the mappings running at once: a number for this source alone, or a
     semaphore shared with other sources. ``check_url`` (the destination policy), ``on_response``
-    (metrics) and ``on_wait`` (a wait the API asked for) go to :meth:`SourceClient.create`.
-    Nothing raises: a source that cannot be reached gives ``failed(mapping, error)`` for each
-    mapping, and so does a mapping whose work raised. No mapping, no client. Mappings with a
-    ``spec`` (an :class:`HttpEndpointMappingSpec`) share the pages of the path parameter endpoints
-    they have in common, fetched once for this run.
+    (metrics) and ``on_wait`` (a wait the API asked for) go to :meth:`SourceClient.create`. Pages
+    are decoded and mapped in ``pool`` (default: the process's shared pool,
+    :func:`httpsync.engine.workers.shared_pool`). Nothing raises: a source that cannot be reached
+    gives ``failed(mapping, error)`` for each mapping, and so does a mapping whose work raised. No
+    mapping, no client. Mappings with a ``spec`` (an :class:`HttpEndpointMappingSpec`) share the
+    pages of the path parameter endpoints they have in common, fetched once for this run.
     """
     if not mappings:
         return []
@@ -76,6 +80,7 @@ async def run_source(
         client = await SourceClient.create(
             source, secrets, check_url=check_url, on_response=on_response, on_wait=on_wait
         )
+        client.pool = pool if pool is not None else workers.shared_pool()
     except EngineError as e:
         return [failed(m, e) for m in mappings]
     except Exception as e:
@@ -118,6 +123,7 @@ async def sync_source(
     on_response: Callable[[int | None], None] | None = None,
     failed: Callable[[SourceMapping, EngineError], EndpointResult] = _failed,
     on_wait: Callable[[ServerWait], None] | None = None,
+    pool: WorkerPool | None = None,
 ) -> list[EndpointResult]:
     """Sync every mapping of ``source`` once into ``sink`` (remembering in ``state``): one result per
     mapping, in order. A mapping's pagination replaces the source's. A failure of the source gives
@@ -138,6 +144,7 @@ async def sync_source(
         check_url=check_url,
         on_response=on_response,
         on_wait=on_wait,
+        pool=pool,
     )
     await retry_deferred(sink, state, [(m.owner, r) for m, r in zip(mappings, results, strict=True)])
     return results

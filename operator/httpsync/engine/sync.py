@@ -168,7 +168,7 @@ async def sync_mapping(
             async with contextlib.aclosing(iter_pages(client, mapping, pagination, counters)) as pages:
                 async for items in pages:
                     _check(stop)
-                    page = await map_items(mapper, items)
+                    page = items if type(items) is PageResult else await map_items(mapper, items)
                     _count_page(page, result)
                     batch.add(page.entities)
                     if len(batch) >= FLUSH_ENTITIES:
@@ -402,7 +402,7 @@ async def preview_mapping(
         mapper = Mapper.from_spec(mapping)
         async with contextlib.aclosing(iter_pages(client, mapping, pagination, counters)) as pages:
             async for items in pages:
-                page = await map_items(mapper, items)
+                page = items if type(items) is PageResult else await map_items(mapper, items)
                 _count_page(page, result)
                 result.entities += len(page.entities)
                 room = PREVIEW_MAX_ERRORS - len(preview.errors)

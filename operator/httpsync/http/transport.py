@@ -5,6 +5,10 @@ timeouts, decoding of the body); only the HTTP/1.1 connection handling moves to 
 parser costs several times less CPU per request than httpcore + h11. Responses are read whole (the
 engine reads every body anyway).
 
+``max_body_bytes`` bounds a body while it streams in: the bytes on the wire, and for a ``gzip`` or
+``deflate`` body the bytes it inflates to (inflated here, a bounded piece at a time, so a small body
+that inflates to gigabytes never does): past it, :class:`~httpsync.errors.ResponseTooLargeError`.
+
 aiohttp's exceptions are mapped onto httpx's, so the client's retry and error handling (TLS
 verification failures included) stay the same. Proxies come from the environment (``HTTP(S)_PROXY``,
 ``NO_PROXY``), like httpx's default; ``.netrc`` is not read (httpx does not read it either).
@@ -22,6 +26,7 @@ import functools
 import os
 import socket
 import ssl
+import zlib
 from typing import Any
 
 import aiohttp
@@ -31,7 +36,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.helpers import get_env_proxy_for_url
 from aiohttp.resolver import DefaultResolver
 
-from httpsync.errors import DestinationDeniedError
+from httpsync.errors import DestinationDeniedError, ResponseTooLargeError
 from httpsync.http.policy import DestinationPolicy
 
 TRANSPORT_ENV = "HTTPSYNC_HTTP_TRANSPORT"
@@ -39,6 +44,78 @@ TRANSPORT_ENV = "HTTPSYNC_HTTP_TRANSPORT"
 # Set by aiohttp from the request it sends, or not applicable (the body is sent whole).
 _SKIP_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})
 _NO_PROXY: tuple[None, None] = (None, None)
+_READ_CHUNK = 64 * 1024
+# Content-Encodings inflated here under the limit (zlib wbits: gzip header, zlib header or raw deflate).
+_INFLATE = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def too_large(limit: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"the response body is larger than spec.maxResponseBytes ({limit} bytes, counted after "
+        "decompression); ask for smaller pages (pagination.pageSize) or raise spec.maxResponseBytes"
+    )
+
+
+class _Inflater:
+    """Inflates a gzip/deflate body piece by piece, never beyond ``limit`` bytes in all."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.wbits = _INFLATE[encoding]
+        self.deflate = encoding == "deflate"
+        self.d = zlib.decompressobj(self.wbits)
+        self.limit = limit
+        self.out: list[bytes] = []
+        self.size = 0
+        self.first = True
+
+    def feed(self, data: bytes) -> None:
+        if self.first and self.deflate and data:
+            self.first = False
+            if data[0] & 0x0F != 8:  # "deflate" sent raw, without the zlib header (as httpx accepts)
+                self.d = zlib.decompressobj(-zlib.MAX_WBITS)
+        while data:
+            if self.d.eof:
+                return  # trailing garbage after the stream: ignored, as httpx does
+            piece = self.d.decompress(data, self.limit - self.size + 1)
+            self.size += len(piece)
+            if self.size > self.limit:
+                raise too_large(self.limit)
+            self.out.append(piece)
+            data = self.d.unconsumed_tail
+
+    def result(self) -> bytes:
+        if not self.d.eof:
+            self.feed(self.d.flush())
+        return b"".join(self.out)
+
+
+async def _read_body(
+    resp: aiohttp.ClientResponse, raw_headers: list[tuple[bytes, bytes]], limit: int | None
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The body (inflated if gzip/deflate and a limit is set) and the headers httpx should see."""
+    if limit is None:
+        return await resp.read(), raw_headers
+    encoding = resp.headers.get("content-encoding", "").strip().lower()
+    inflater = _Inflater(encoding, limit) if encoding in _INFLATE else None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            if inflater is not None:
+                inflater.feed(chunk)
+            else:
+                chunks.append(chunk)
+        if inflater is None:
+            return b"".join(chunks), raw_headers
+        body = inflater.result()
+    except zlib.error as e:
+        raise aiohttp.ClientPayloadError(f"cannot decode the {encoding} body: {e}") from None
+    # httpx must not inflate it again.
+    headers = [(k, v) for k, v in raw_headers if k.lower() not in (b"content-encoding", b"content-length")]
+    return body, headers
 
 
 def _text(value: bytes) -> str:
@@ -79,7 +156,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     the running event loop.
 
     ``verify`` is what httpx's own ``verify=`` takes (True, False or an :class:`ssl.SSLContext`);
-    ``max_connections`` bounds the open connections (aiohttp's ``TCPConnector(limit=...)``).
+    ``max_connections`` bounds the open connections (aiohttp's ``TCPConnector(limit=...)``);
+    ``max_body_bytes`` bounds each body (see the module's docstring; None: no bound).
     """
 
     def __init__(
@@ -88,7 +166,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         verify: bool | ssl.SSLContext = True,
         max_connections: int = 100,
         policy: DestinationPolicy | None = None,
+        max_body_bytes: int | None = None,
     ) -> None:
+        self._max_body_bytes = max_body_bytes
         # The same context httpx would build (certifi, SSL_CERT_FILE / SSL_CERT_DIR, or the given one),
         # built once per process: loading the CA bundle costs ~50 ms of CPU, and a client per sync paid it.
         self._ssl = verify if isinstance(verify, ssl.SSLContext) else shared_ssl_context(verify)
@@ -159,9 +239,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=timeout,
                 **kwargs,
             ) as resp:
-                content = await resp.read()
+                content, raw_headers = await _read_body(resp, list(resp.raw_headers), self._max_body_bytes)
                 status = resp.status
-                raw_headers = resp.raw_headers
                 reason = resp.reason
         except DestinationDeniedError:
             raise
@@ -197,7 +276,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             extensions["reason_phrase"] = reason.encode("ascii", "replace")
         return httpx.Response(
             status,
-            headers=list(raw_headers),
+            headers=raw_headers,
             stream=httpx.ByteStream(content),
             request=request,
             extensions=extensions,
@@ -214,11 +293,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 def default_transport(
-    *, verify: bool | ssl.SSLContext = True, max_connections: int = 100, policy: DestinationPolicy | None = None
+    *,
+    verify: bool | ssl.SSLContext = True,
+    max_connections: int = 100,
+    policy: DestinationPolicy | None = None,
+    max_body_bytes: int | None = None,
 ) -> httpx.AsyncBaseTransport | None:
     """The transport of every outbound client (sources and sinks): :class:`AiohttpTransport`, or
     None (httpx's own) when the environment says ``HTTPSYNC_HTTP_TRANSPORT=httpx`` (then the
-    policy's DNS check is the client's, before each request, not the resolver's)."""
+    policy's DNS check is the client's, before each request, not the resolver's, and the body
+    limit is checked once the body is read)."""
     if os.environ.get(TRANSPORT_ENV, "").strip().lower() == "httpx":
         return None
-    return AiohttpTransport(verify=verify, max_connections=max_connections, policy=policy)
+    return AiohttpTransport(
+        verify=verify, max_connections=max_connections, policy=policy, max_body_bytes=max_body_bytes
+    )
