@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from httpsync.api.jqsafety import check_jq
+from httpsync.api.jqsafety import check_jq, refused_message
 
 GROUP = "httpsync.io"
 VERSION = "v1alpha1"
@@ -700,11 +700,20 @@ SEARCH_QUERY_MAX_DEPTH = 4
 SEARCH_QUERY_MAX_RULES = 32
 
 
+def _jq_if_text(value: Any) -> Any:
+    """A relation given as jq text is checked like every jq field (its search-query form, by the
+    model's validator)."""
+    return check_jq(value) if isinstance(value, str) else value
+
+
 def check_search_query(value: Any, where: str, depth: int = 0) -> None:
     """A jq expression (string), or a ``{combinator, rules}`` search query whose strings are jq; else ValueError."""
     if isinstance(value, str):
         if not value or len(value) > JQ_MAX:
             raise ValueError(f"{where}: a jq expression of 1 to {JQ_MAX} characters is needed")
+        refused = refused_message(value)
+        if refused is not None:
+            raise ValueError(f"{where}: {refused}")
         return
     if not isinstance(value, dict):
         raise ValueError(f"{where}: a jq expression (string) or a search query {{combinator, rules}} is needed")
@@ -727,6 +736,7 @@ def check_search_query(value: Any, where: str, depth: int = 0) -> None:
                 if not isinstance(rule[key], str):
                     raise ValueError(f"{at}.{key}: a jq expression (string) is needed")
                 check_search_query(rule[key], f"{at}.{key}", depth)
+                check_search_query(rule[key], f"{at}.{key}", depth)
         else:
             raise ValueError(f"{at}: a rule {{property, operator, value}} or a nested {{combinator, rules}} is needed")
 
@@ -741,7 +751,10 @@ class EntityMappingSpec(Model):
     team: Any = Field(default=None, json_schema_extra=_ANY_JSON, description=SEARCH_QUERY_HELP)
     icon: JqExpr | None = None
     properties: Annotated[dict[str, JqExpr], Field(max_length=256)] = Field(default_factory=dict)
-    relations: Annotated[dict[str, Annotated[Any, Field(json_schema_extra=_ANY_JSON)]], Field(max_length=256)] = Field(
+    relations: Annotated[
+        dict[str, Annotated[Any, AfterValidator(_jq_if_text), Field(json_schema_extra=_ANY_JSON)]],
+        Field(max_length=256),
+    ] = Field(
         default_factory=dict, description=f"Relation name -> value. {SEARCH_QUERY_HELP}"
     )
 

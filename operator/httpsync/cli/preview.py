@@ -315,6 +315,9 @@ async def _preview_item(
         seen = 0
         raw: Any = None
         found = False
+        # The raw items, decoded here (with the worker pool the pages would come back mapped); the
+        # mapping of the one item shown runs here too, field by field (explain_item).
+        client.pool = None
         try:
             pages = iter_pages(client, m.spec, pagination_of(manifests, m), counters)
             async with contextlib.aclosing(pages) as it:
