@@ -47,8 +47,12 @@ cluster-up: venv
 cluster-down: venv
 	$(BIN)/httpsync cluster down
 
-bench: venv
+## The engine's benchmarks (bench/results.json), then the operator at scale on the real control plane
+## (bench/results-operator.json; SOURCES=2500 for the 5,000-mapping target). See bench/README.md.
+SOURCES ?= 500
+bench: venv control-plane
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench --only operator --sources $(SOURCES)
 
 ## Needs Docker and kind (not available on the development machines): image, chart, quickstart, wait for Ready.
 e2e-kind:

@@ -41,6 +41,7 @@ from httpsync.errors import ConfigError, EngineError, SinkError
 from httpsync.http.policy import DestinationPolicy
 from httpsync.http.redact import redact
 from httpsync.http.retry import ServerWait
+from httpsync.http.transport import TransportPool
 from httpsync.sinks.factory import Sinks
 
 REPORTED_WAIT_SECONDS = 10.0  # a shorter wait the API asks for is not worth a status write
@@ -63,6 +64,8 @@ class Reconciler:
         self.metrics = metrics
         self.writer = StatusWriter(kube)
         self.policy = DestinationPolicy(allow=config.destination_allow, deny=config.destination_deny)
+        # One connection pool per TLS setting for every source: a sync reuses the last one's connections.
+        self.transports = TransportPool(policy=self.policy)
         # The mapping syncs under way, by mapping uid: their stop signal, their source, and when they end.
         self.running: dict[str, _Running] = {}
         # Mappings being deleted (by uid: a new mapping of the same name is another object): never synced again.
@@ -195,6 +198,7 @@ class Reconciler:
                 check_url=self.policy.check,
                 on_response=on_response,
                 on_wait=on_wait,
+                transports=self.transports,
             )
             # Entities the sink deferred (a related entity, maybe another mapping's, did not exist yet)
             # go once more now that every mapping of the source has pushed, before the sync is judged.

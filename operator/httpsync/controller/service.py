@@ -50,6 +50,6 @@ class SyncService:
             self.scheduler.mapping_changed(mapping)
 
     async def aclose(self) -> None:
-        for closer in (self.sinks.aclose, self.kube.aclose):
+        for closer in (self.reconciler.transports.aclose, self.sinks.aclose, self.kube.aclose):
             with contextlib.suppress(Exception):
                 await closer()

@@ -45,7 +45,7 @@ from httpsync.http.limits import RequestLimiter
 from httpsync.http.policy import check_url_resolved, policy_of
 from httpsync.http.responses import body_start, status_text
 from httpsync.http.retry import Retrier, RetryPolicy, ServerWait
-from httpsync.http.transport import default_transport, too_large
+from httpsync.http.transport import TransportPool, default_transport, too_large
 
 TLS_HINT = "set tls.caBundle to the CA that signed it"
 
@@ -142,6 +142,7 @@ class SourceClient:
         on_response: Callable[[int | None], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         on_wait: Callable[[ServerWait], None] | None = None,
+        transports: TransportPool | None = None,
     ) -> SourceClient:
         """Read the credentials and build the client. ``check_url`` (the destination policy) is
         asked about the baseUrl now and about every request later; it raises
@@ -156,6 +157,9 @@ class SourceClient:
         auth = await build_auth(spec.auth, secrets, base_url=spec.base_url)
         if isinstance(auth, TokenAuth):
             await check_url_resolved(check_url, display_url(auth.token_url))
+        if transport is None and transports is not None:
+            # The process's shared connections (the operator): the next sync reuses this one's.
+            transport = transports.get(verify=_ssl_verify(spec), max_body_bytes=spec.max_response_bytes)
         if transport is None:
             # aiohttp's connection handling costs several times less CPU per request than httpcore's;
             # its resolver checks the addresses connected to against the destination policy.

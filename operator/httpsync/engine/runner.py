@@ -29,6 +29,7 @@ from httpsync.engine.workers import WorkerPool
 from httpsync.errors import EngineError
 from httpsync.http.redact import redact
 from httpsync.http.retry import ServerWait
+from httpsync.http.transport import TransportPool
 
 log = logging.getLogger("httpsync.runner")
 
@@ -59,6 +60,7 @@ async def run_source(
     on_response: Callable[[int | None], None] | None = None,
     on_wait: Callable[[ServerWait], None] | None = None,
     pool: WorkerPool | None = None,
+    transports: TransportPool | None = None,
 ) -> list[R]:
     """``work(client, mapping)`` for every mapping, in the mappings' order, with one client for the source.
 
@@ -78,7 +80,7 @@ async def run_source(
     limit = asyncio.Semaphore(concurrency) if isinstance(concurrency, int) else concurrency
     try:
         client = await SourceClient.create(
-            source, secrets, check_url=check_url, on_response=on_response, on_wait=on_wait
+            source, secrets, check_url=check_url, on_response=on_response, on_wait=on_wait, transports=transports
         )
         client.pool = pool if pool is not None else workers.shared_pool()
     except EngineError as e:

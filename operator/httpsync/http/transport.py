@@ -308,3 +308,49 @@ def default_transport(
     return AiohttpTransport(
         verify=verify, max_connections=max_connections, policy=policy, max_body_bytes=max_body_bytes
     )
+
+
+class _Shared(httpx.AsyncBaseTransport):
+    """A transport several clients use: a client's ``aclose`` leaves it open (its pool closes it)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class TransportPool:
+    """One transport (one connection pool) per TLS setting and body limit for every client of a
+    long-running process (the operator), so that a source's next sync reuses the connections of
+    the last one instead of opening (and TLS-handshaking) new ones. Each source's own limits
+    (``maxConcurrentRequests``, ``requestsPerSecond``) are its client's, not the pool's; the pool
+    only bounds the connections open in all (``max_connections``). With ``HTTPSYNC_HTTP_TRANSPORT=httpx``
+    there is no pool (each client its own httpx transport)."""
+
+    def __init__(self, *, policy: DestinationPolicy | None = None, max_connections: int = 512) -> None:
+        self.policy = policy
+        self.max_connections = max_connections
+        self._transports: dict[tuple[object, int | None], _Shared] = {}
+
+    def get(self, *, verify: bool | ssl.SSLContext, max_body_bytes: int | None) -> httpx.AsyncBaseTransport | None:
+        if os.environ.get(TRANSPORT_ENV, "").strip().lower() == "httpx":
+            return None
+        # A CA bundle's context is built once per bundle (engine.client), so its identity is the key.
+        key = (verify if isinstance(verify, bool) else id(verify), max_body_bytes)
+        shared = self._transports.get(key)
+        if shared is None:
+            inner = AiohttpTransport(
+                verify=verify, max_connections=self.max_connections, policy=self.policy, max_body_bytes=max_body_bytes
+            )
+            shared = self._transports[key] = _Shared(inner)
+        return shared
+
+    async def aclose(self) -> None:
+        transports, self._transports = list(self._transports.values()), {}
+        for t in transports:
+            await t.inner.aclose()
+
