@@ -59,13 +59,6 @@ async def api() -> AsyncIterator[RawApi]:
         yield a
 
 
-@pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[Catalog]:
-    c = await Catalog.open(tmp_path / "c.db")
-    yield c
-    await c.aclose()
-
-
 def spec(kind: str = "/items", *, data_path: str | None = None, **mappings: Any) -> HttpEndpointMappingSpec:
     selector: dict[str, Any] = {"query": "true"}
     if data_path is not None:

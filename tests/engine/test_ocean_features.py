@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,13 +90,6 @@ def _window(request: web.Request, items: list[Any]) -> list[Any]:
 async def api() -> AsyncIterator[OceanLikeApi]:
     async with OceanLikeApi() as a:
         yield a
-
-
-@pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[Catalog]:
-    c = await Catalog.open(tmp_path / "c.db")
-    yield c
-    await c.aclose()
 
 
 def mapping(kind: str, mappings: dict[str, Any], **fields: Any) -> HttpEndpointMappingSpec:

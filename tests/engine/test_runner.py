@@ -5,8 +5,6 @@ real catalog, against the loopback test API."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +18,6 @@ from httpsync.http.redact import register_secret
 from httpsync.sinks import Catalog
 from tests.testapi import server
 from tests.testapi.fixtures import StaticSecrets, mapping_spec, pagination_spec, source_spec
-
-
-@pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[Catalog]:
-    c = await Catalog.open(tmp_path / "c.db")
-    yield c
-    await c.aclose()
 
 
 def paged(kind: str, **selector: Any) -> HttpEndpointMappingSpec:

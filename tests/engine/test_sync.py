@@ -5,7 +5,6 @@ the loopback test API."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,13 +66,6 @@ def script(monkeypatch: pytest.MonkeyPatch) -> Script:
     s = Script()
     monkeypatch.setattr(sync_module, "iter_pages", s.iter_pages)
     return s
-
-
-@pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[Catalog]:
-    c = await Catalog.open(tmp_path / "c.db")
-    yield c
-    await c.aclose()
 
 
 async def run(catalog: Catalog, spec: HttpEndpointMappingSpec | None = None, sink: Any = None) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,6 @@ def pool() -> Iterator[WorkerPool]:
     p = WorkerPool(1, memory_mb=512)
     yield p
     p.close()
-
-
-@pytest.fixture
-async def catalog(tmp_path: Path) -> AsyncIterator[Catalog]:
-    c = await Catalog.open(tmp_path / "c.db")
-    yield c
-    await c.aclose()
 
 
 def users(**mappings: Any) -> HttpEndpointMappingSpec:
