@@ -38,13 +38,11 @@ from typing import Any
 import yaml
 
 from bench.server import ServerProcess
-from httpsync.devcluster.cluster import ControlPlane, build_binaries
+from httpsync.devcluster.cluster import ControlPlane, apiserver_writes, build_binaries, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 INTERVAL = 60
 TARGETS = {"rssMiB5000": 400, "cpuMsPerSync": 5.0, "writesPerSync": 1.0}
-_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
 _SYNCS = re.compile(r"^httpsync_syncs_total\{[^}]*\} (\S+)$", re.M)
 _DRIFT = re.compile(r"^httpsync_schedule_drift_last_seconds\{[^}]*\} (\S+)$", re.M)
 
@@ -81,35 +79,19 @@ class Cluster:
             self.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs[i : i + 400]))
 
     def writes(self) -> Counter[str]:
+        """Writes to the two kinds (status included) and Events so far, by resource[/subresource]."""
         out: Counter[str] = Counter()
-        for line in self.kubectl("get", "--raw", "/metrics").splitlines():
-            m = _SAMPLE.match(line)
-            if not m:
-                continue
-            labels = dict(_LABEL.findall(m["labels"]))
-            if labels.get("verb") in {"POST", "PATCH", "PUT", "DELETE", "APPLY"} and labels.get("resource") in {
-                "httpsources", "httpendpointmappings", "events",
-            }:  # fmt: skip
-                out[labels["resource"] + ("/" + labels["subresource"] if labels.get("subresource") else "")] += int(
-                    float(m["value"])
-                )
+        for (resource, subresource, _, _), n in apiserver_writes(self.kubectl("get", "--raw", "/metrics")).items():
+            out[f"{resource}/{subresource}" if subresource else resource] += n
         return out
 
     def sources(self, ns: str) -> list[dict[str, Any]]:
         return list(json.loads(self.kubectl("get", "hsrc", "-n", ns, "-o", "json"))["items"])
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class OperatorProcess:
     def __init__(self, cluster: Cluster, workdir: Path, profile: Path | None = None) -> None:
-        self.metrics_port, self.health_port = _free_port(), _free_port()
+        self.metrics_port, self.health_port = free_port(), free_port()
         self.log = workdir / "operator.log"
         profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
         args = [

@@ -8,13 +8,13 @@ The operator runs as ``httpsync run`` in its own process (tests/controller/harne
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from typing import Any
 
 import pytest
 
+from httpsync.devcluster.cluster import apiserver_writes
 from tests.controller.harness import (  # noqa: F401
     TOKEN,
     Operator,
@@ -32,25 +32,9 @@ from tests.controller.itemsapi import ItemsApi
 
 pytestmark = pytest.mark.cluster
 
-WRITE_VERBS = {"POST", "PATCH", "PUT", "DELETE", "APPLY"}
-RESOURCES = {"httpsources", "httpendpointmappings", "events"}
-_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
-
-
 def writes(kube: Any) -> Counter[tuple[str, str, str, str]]:
     """(resource, subresource, verb, code) -> requests so far, for the writes this test counts."""
-    text = kube.kubectl("get", "--raw", "/metrics").stdout
-    out: Counter[tuple[str, str, str, str]] = Counter()
-    for line in text.splitlines():
-        m = _SAMPLE.match(line)
-        if not m:
-            continue
-        labels = dict(_LABEL.findall(m["labels"]))
-        if labels.get("resource") in RESOURCES and labels.get("verb") in WRITE_VERBS:
-            key = (labels["resource"], labels.get("subresource", ""), labels["verb"], labels.get("code", ""))
-            out[key] += int(float(m["value"]))
-    return out
+    return apiserver_writes(kube.kubectl("get", "--raw", "/metrics").stdout)
 
 
 def quiet(kube: Any, seconds: float = 4.0) -> Counter[tuple[str, str, str, str]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,6 +23,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +58,31 @@ def build_binaries(*, quiet: bool = False) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
+WRITE_VERBS = frozenset({"POST", "PATCH", "PUT", "DELETE", "APPLY"})
+HTTPSYNC_RESOURCES = frozenset({"httpsources", "httpendpointmappings", "events"})
+_REQUESTS = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def apiserver_writes(
+    metrics_text: str, resources: frozenset[str] = HTTPSYNC_RESOURCES
+) -> Counter[tuple[str, str, str, str]]:
+    """(resource, subresource, verb, code) -> write requests so far, read from the API server's own
+    ``apiserver_request_total`` (the text of ``kubectl get --raw /metrics``), for ``resources``."""
+    out: Counter[tuple[str, str, str, str]] = Counter()
+    for line in metrics_text.splitlines():
+        m = _REQUESTS.match(line)
+        if not m:
+            continue
+        labels = dict(_LABEL.findall(m["labels"]))
+        if labels.get("resource") in resources and labels.get("verb") in WRITE_VERBS:
+            key = (labels["resource"], labels.get("subresource", ""), labels["verb"], labels.get("code", ""))
+            out[key] += int(float(m["value"]))
+    return out
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -99,8 +125,8 @@ class ControlPlane:
         token = uuid.uuid4().hex
         (pki / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
         os.chmod(pki / "tokens.csv", 0o600)
-        self.etcd_port, peer_port = _free_port(), _free_port()
-        self.api_port = _free_port()
+        self.etcd_port, peer_port = free_port(), free_port()
+        self.api_port = free_port()
         pids: dict[str, int] = {}
         logs = self.state / "logs"
         logs.mkdir(exist_ok=True)
