@@ -36,7 +36,7 @@ log = logging.getLogger("httpsync.leader")
 
 def micro_time(ts: float | None = None) -> str:
     """A Kubernetes MicroTime (always with six fraction digits, which the API server requires)."""
-    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _micro(datetime.fromtimestamp(time.time() if ts is None else ts, UTC))
 
 
 def default_identity() -> str:
@@ -97,7 +97,7 @@ class LeaderElector:
         transitions = int(spec.lease_transitions or 0) if spec is not None else 0
         body = self._body(
             now,
-            acquired=micro_time(now) if not ours else _micro(spec.acquire_time),
+            acquired=micro_time(now) if not ours else _micro(spec.acquire_time) if spec.acquire_time else None,
             transitions=transitions if ours else transitions + 1,
             resource_version=lease.metadata.resource_version,
         )
@@ -206,9 +206,7 @@ class LeaderElector:
             log.warning("could not release Lease %s/%s: %s: %s", self.s.namespace, self.s.name, type(e).__name__, e)
 
 
-def _micro(value: datetime | None) -> str | None:
-    if value is None:
-        return None
+def _micro(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

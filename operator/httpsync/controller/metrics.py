@@ -6,9 +6,11 @@ tests/helm/test_monitoring.py parses every expression there and checks that each
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -193,36 +195,30 @@ class Metrics:
 
     def forget_source(self, namespace: str, source: str) -> None:
         """Drop a deleted (or suspended) source's series keyed by (namespace, source)."""
-        for metric in (self.source_ready, self.source_ready_changed, self.source_interval, self.schedule_drift_last):
-            try:
-                metric.remove(namespace, source)
-            except KeyError:
-                pass
+        _remove((self.source_ready, self.source_ready_changed, self.source_interval, self.schedule_drift_last),
+                namespace, source)  # fmt: skip
 
     def forget_interval(self, namespace: str, mapping: str) -> None:
         """The mapping's source is suspended: no interval, so no staleness alert."""
-        try:
-            self.mapping_interval.remove(namespace, mapping)
-        except KeyError:
-            pass
+        _remove((self.mapping_interval,), namespace, mapping)
 
     def forget_mapping(self, namespace: str, mapping: str) -> None:
         """Drop a deleted mapping's series keyed by (namespace, mapping), so they do not pile up."""
-        for metric in (
-            self.last_success,
-            self.entity_count,
-            self.entities_upserted,
-            self.entities_deleted,
-            self.items_fetched,
-            self.mapping_interval,
-            self.entities_conflicting,
-            self.deletion_guard_trips,
-            self.sink_errors,
-        ):
-            try:
-                metric.remove(namespace, mapping)
-            except KeyError:
-                pass
+        _remove(
+            (
+                self.last_success,
+                self.entity_count,
+                self.entities_upserted,
+                self.entities_deleted,
+                self.items_fetched,
+                self.mapping_interval,
+                self.entities_conflicting,
+                self.deletion_guard_trips,
+                self.sink_errors,
+            ),
+            namespace,
+            mapping,
+        )
 
     def names(self) -> set[str]:
         """Every series name this registry can expose: a gauge's name, a counter's with _total, a histogram's
@@ -235,6 +231,13 @@ class Metrics:
 
 
 _metrics: Metrics | None = None
+
+
+def _remove(metrics: Iterable[Any], *labels: str) -> None:
+    """Drop the series of these label values from each metric (those it never had: nothing)."""
+    for metric in metrics:
+        with contextlib.suppress(KeyError):
+            metric.remove(*labels)
 
 
 def metrics() -> Metrics:

@@ -292,6 +292,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 await asyncio.sleep(0)
 
 
+def _httpx_asked() -> bool:
+    """``HTTPSYNC_HTTP_TRANSPORT=httpx``: httpx's own transport instead of aiohttp."""
+    return os.environ.get(TRANSPORT_ENV, "").strip().lower() == "httpx"
+
+
 def default_transport(
     *,
     verify: bool | ssl.SSLContext = True,
@@ -303,7 +308,7 @@ def default_transport(
     None (httpx's own) when the environment says ``HTTPSYNC_HTTP_TRANSPORT=httpx`` (then the
     policy's DNS check is the client's, before each request, not the resolver's, and the body
     limit is checked once the body is read)."""
-    if os.environ.get(TRANSPORT_ENV, "").strip().lower() == "httpx":
+    if _httpx_asked():
         return None
     return AiohttpTransport(
         verify=verify, max_connections=max_connections, policy=policy, max_body_bytes=max_body_bytes
@@ -337,7 +342,7 @@ class TransportPool:
         self._transports: dict[tuple[object, int | None], _Shared] = {}
 
     def get(self, *, verify: bool | ssl.SSLContext, max_body_bytes: int | None) -> httpx.AsyncBaseTransport | None:
-        if os.environ.get(TRANSPORT_ENV, "").strip().lower() == "httpx":
+        if _httpx_asked():
             return None
         # A CA bundle's context is built once per bundle (engine.client), so its identity is the key.
         key = (verify if isinstance(verify, bool) else id(verify), max_body_bytes)
