@@ -26,6 +26,8 @@ def test_the_cli_denies_metadata_addresses_by_default(
         assert "denied by the operator's destination policy" in result["message"]
     p = httpsync("preview", "-f", demo_copy.dir, "-o", "json")
     assert p.code == 1 and all(x["reason"] == "DestinationDenied" for x in p.json()), p.out
+    item = httpsync("preview", "-f", demo_copy.dir, "-o", "json", "--item", "1")
+    assert item.code == 1 and all(x["reason"] == "DestinationDenied" for x in item.json()), item.out
 
 
 def test_allow_and_deny_destination_flags(httpsync: Httpsync, demo_copy: DemoCopy, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from asyncio import Semaphore
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from httpsync.api.models import HttpEndpointMapping, HttpSourceSpec
@@ -146,7 +146,7 @@ async def _preview(
 
     policy = policy_from_args(args)
     if args.item is not None:
-        return await _preview_item(args, manifests, mappings, serve_demo)
+        return await _preview_item(args, manifests, mappings, serve_demo, policy.check)
 
     async def work(client: Any, m: HttpEndpointMapping) -> PreviewResult:
         return await preview_mapping(client, m.metadata.name, m.spec, pagination_of(manifests, m), limit=args.limit)
@@ -299,7 +299,11 @@ def explain_item(spec: Any, raw: Any) -> dict[str, Any]:
 
 
 async def _preview_item(
-    args: argparse.Namespace, manifests: Manifests, mappings: list[HttpEndpointMapping], serve_demo: bool
+    args: argparse.Namespace,
+    manifests: Manifests,
+    mappings: list[HttpEndpointMapping],
+    serve_demo: bool,
+    check_url: Callable[[str], None],
 ) -> int:
     import contextlib
 
@@ -339,7 +343,7 @@ async def _preview_item(
     async def run(
         source: HttpSourceSpec, secrets: SecretResolver, group: list[HttpEndpointMapping], limit: Semaphore
     ) -> list[dict[str, Any]]:
-        return await run_source(source, group, secrets, work, failed, concurrency=limit)
+        return await run_source(source, group, secrets, work, failed, concurrency=limit, check_url=check_url)
 
     async with demo_api(args.demo_api and serve_demo, args.demo_api_port):
         docs = await for_each_source(manifests, mappings, run)
