@@ -71,7 +71,6 @@ class Reconciler:
         # Mappings being deleted (by uid: a new mapping of the same name is another object): never synced again.
         self.deleting: set[str] = set()
         self.mappers: dict[str, tuple[int, Mapper]] = {}  # uid -> (generation, compiled mapping)
-        self._background: set[asyncio.Future[bool]] = set()  # status writes that do not hold up a sync
 
     async def reconcile(
         self,
@@ -86,8 +85,6 @@ class Reconciler:
         the sync's outcome (one write per object per sync)."""
         await self.writer.source(source.meta, source_progressing(source, len(mappings)))
         outcomes, source_error = await self.run(source, mappings)
-        if self._background:  # a "waiting for the rate limit" write must not land after the outcome
-            await asyncio.gather(*self._background, return_exceptions=True)
         now = iso(time.time())
         for outcome in outcomes:
             if outcome.mapping.meta.uid in self.deleting:
@@ -158,15 +155,14 @@ class Reconciler:
             counter.labels(namespace, name, str(code or 0)).inc()
 
         said: list[float] = []
+        waits: list[asyncio.Future[bool]] = []  # status writes that do not hold up the sync
 
         def on_wait(wait: ServerWait) -> None:
             """A long wait the API asked for: say so on the source (Reconciling), once per sync and wait."""
             if wait.seconds < REPORTED_WAIT_SECONDS or (said and said[-1] >= wait.until - 1):
                 return
             said.append(wait.until)
-            task = asyncio.ensure_future(self.writer.source(source.meta, source_waiting(source, wait.message)))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            waits.append(asyncio.ensure_future(self.writer.source(source.meta, source_waiting(source, wait.message))))
 
         async with self.sinks.for_source(spec.sink, secrets, name) as target:
 
@@ -205,6 +201,8 @@ class Reconciler:
             await retry_deferred(
                 target.sink, target.state, [(o.mapping.owner, o.result) for o in ran if o.result is not None]
             )
+        # A "waiting for the rate limit" write must land before the outcome's, never after it.
+        await asyncio.gather(*waits, return_exceptions=True)
         by_name = {o.mapping.name: o for o in ran}
         outcomes = [
             by_name.get(m.name) or MappingOutcome(m, None, ConfigError(m.spec_error or "spec is invalid"))
